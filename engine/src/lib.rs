@@ -1,0 +1,12 @@
+//! Shoal's Raft engine.
+//!
+//! # Layout
+//! - [`state_machine`]: the [`StateMachine`] trait an embedder implements, and the
+//!   [`Command`] it is handed.
+//!
+//! The core does no I/O and knows no tokio, wall clock or thread RNG; the driver does the I/O.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod state_machine;
+
+pub use state_machine::{Command, SnapshotImage, StateMachine};
