@@ -1,12 +1,17 @@
 //! Shoal's Raft engine.
 //!
 //! # Layout
+//! - [`sessions`]: [`ClientSessions`], exactly-once machinery any state machine embeds.
+//! - [`check`]: linearizability checking of recorded histories.
 //! - [`state_machine`]: the [`StateMachine`] trait an embedder implements, and the
 //!   [`Command`] it is handed.
 //!
 //! The core does no I/O and knows no tokio, wall clock or thread RNG; the driver does the I/O.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod check;
+pub mod sessions;
 pub mod state_machine;
 
+pub use sessions::{ClientSessions, Dedup};
 pub use state_machine::{Command, SnapshotImage, StateMachine};
