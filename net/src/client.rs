@@ -1,0 +1,409 @@
+//! The client side of the client protocol: [`Client`] sends [`ClientRequest`]s to a cluster,
+//! following leader redirects and retrying across nodes within bounds.
+//!
+//! Retries keep the request's `(client_id, seq)` (only `attempt` changes), so a write that
+//! reached the state machine before a timeout is deduplicated, not applied twice.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quinn::{Connection, Endpoint, VarInt};
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::frame;
+use crate::peer::{describe_connection_error, is_tls_error};
+use crate::protocol::{ClientRequest, ClientResponse, DEFAULT_MAX_CLIENT_FRAME_BYTES, RequestKind};
+use crate::tls::{self, TlsError, TlsIdentity};
+
+/// Settings of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Nodes to try, in order (any node will do: non-leaders redirect).
+    pub addrs: Vec<SocketAddr>,
+    /// The client id used for deduplication; random when `None`.
+    pub client_id: Option<u64>,
+    /// Bound on one attempt: connect, send, and wait for the answer.
+    pub attempt_timeout: Duration,
+    /// Bound on a whole request, retries included.
+    pub overall_timeout: Duration,
+    /// Most attempts per request.
+    pub max_attempts: u32,
+    /// Pause before retrying after `Unavailable` or a failed attempt.
+    pub retry_backoff: Duration,
+    /// Largest request or response frame.
+    pub max_frame_bytes: usize,
+    /// Local address to bind; by default the unspecified address (or loopback when every
+    /// target is loopback) of the first target's family, port 0.
+    pub bind_addr: Option<SocketAddr>,
+}
+
+impl ClientOptions {
+    /// Defaults: 3 s per attempt, 8 s overall, 8 attempts, 100 ms backoff.
+    pub fn new(addrs: Vec<SocketAddr>) -> Self {
+        Self {
+            addrs,
+            client_id: None,
+            attempt_timeout: Duration::from_secs(3),
+            overall_timeout: Duration::from_secs(8),
+            max_attempts: 8,
+            retry_backoff: Duration::from_millis(100),
+            max_frame_bytes: DEFAULT_MAX_CLIENT_FRAME_BYTES,
+            bind_addr: None,
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No node address was given.
+    #[error("no node addresses to connect to")]
+    NoAddresses,
+    /// TLS material could not be loaded or configured.
+    #[error(transparent)]
+    Config(#[from] TlsError),
+    /// The local endpoint could not bind.
+    #[error("cannot bind the client endpoint to {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TLS handshake with a node failed: wrong CA, or a certificate the node refused.
+    #[error(
+        "TLS handshake with {addr} failed (is the CA/certificate from this cluster?): {message}"
+    )]
+    Tls {
+        /// The node address.
+        addr: SocketAddr,
+        /// The handshake error.
+        message: String,
+    },
+    /// Connecting to or talking with a node failed.
+    #[error("request to {addr} failed: {message}")]
+    Transport {
+        /// The node address.
+        addr: SocketAddr,
+        /// What failed.
+        message: String,
+    },
+    /// A node did not answer within the attempt timeout.
+    #[error("no answer from {addr} within {after:?}")]
+    Timeout {
+        /// The node address.
+        addr: SocketAddr,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The node refused the request (not retried).
+    #[error("request rejected (code {code}): {message}")]
+    Rejected {
+        /// The reason code.
+        code: u32,
+        /// The reason.
+        message: String,
+    },
+    /// Every attempt failed or the overall timeout passed.
+    #[error("cluster unavailable after {attempts} attempts in {elapsed:?}: {last_error}")]
+    Unavailable {
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent.
+        elapsed: Duration,
+        /// The last failure seen.
+        last_error: String,
+    },
+}
+
+/// A connection pool to a cluster's nodes. Cheap to share behind an `Arc`; every method takes
+/// `&self`.
+#[derive(Debug)]
+pub struct Client {
+    endpoint: Endpoint,
+    config: quinn::ClientConfig,
+    options: ClientOptions,
+    client_id: u64,
+    next_seq: AtomicU64,
+    connections: tokio::sync::Mutex<HashMap<SocketAddr, Connection>>,
+    leader_hint: Mutex<Option<SocketAddr>>,
+}
+
+/// Where an attempt goes next.
+enum Next {
+    Address(SocketAddr),
+    Rotate,
+}
+
+impl Client {
+    /// Builds a client from its TLS identity (cluster CA, client certificate and key).
+    pub fn new(identity: &TlsIdentity, options: ClientOptions) -> Result<Self, ClientError> {
+        let first = *options.addrs.first().ok_or(ClientError::NoAddresses)?;
+        let mut config = tls::quic_client_config(tls::client_client_config(identity)?)?;
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(2)));
+        config.transport_config(Arc::new(transport));
+        let bind_addr = options.bind_addr.unwrap_or_else(|| {
+            let all_loopback = options.addrs.iter().all(|a| a.ip().is_loopback());
+            let ip: std::net::IpAddr = match (first.is_ipv4(), all_loopback) {
+                (true, true) => std::net::Ipv4Addr::LOCALHOST.into(),
+                (true, false) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+                (false, true) => std::net::Ipv6Addr::LOCALHOST.into(),
+                (false, false) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+            };
+            SocketAddr::new(ip, 0)
+        });
+        let endpoint = Endpoint::client(bind_addr).map_err(|source| ClientError::Bind {
+            addr: bind_addr,
+            source,
+        })?;
+        let client_id = options.client_id.unwrap_or_else(rand::random);
+        Ok(Self {
+            endpoint,
+            config,
+            options,
+            client_id,
+            next_seq: AtomicU64::new(1),
+            connections: tokio::sync::Mutex::new(HashMap::new()),
+            leader_hint: Mutex::new(None),
+        })
+    }
+
+    /// This client's id.
+    pub fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    /// Takes the next sequence number (starting at 1).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends a new request (fresh `seq`) and returns the `Ok` payload; a `Rejected` answer
+    /// becomes [`ClientError::Rejected`].
+    pub async fn request(&self, kind: RequestKind, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        let request = ClientRequest {
+            client_id: self.client_id,
+            seq: self.next_seq(),
+            attempt: 0,
+            kind,
+            body,
+        };
+        match self.send(request).await? {
+            ClientResponse::Ok(bytes) => Ok(bytes),
+            ClientResponse::Rejected { code, message } => {
+                Err(ClientError::Rejected { code, message })
+            }
+            // `send` retries these and never returns them.
+            ClientResponse::NotLeader { .. } | ClientResponse::Unavailable(_) => {
+                Err(ClientError::Unavailable {
+                    attempts: 0,
+                    elapsed: Duration::ZERO,
+                    last_error: "unexpected retryable answer".into(),
+                })
+            }
+        }
+    }
+
+    /// Sends `request` until a node answers `Ok` or `Rejected`: follows `NotLeader` redirects,
+    /// retries `Unavailable` and transport failures on other nodes, within
+    /// [`ClientOptions::max_attempts`] and [`ClientOptions::overall_timeout`]. Every attempt
+    /// carries the same `(client_id, seq)`.
+    pub async fn send(&self, mut request: ClientRequest) -> Result<ClientResponse, ClientError> {
+        let started = Instant::now();
+        let deadline = started + self.options.overall_timeout;
+        let addrs = &self.options.addrs;
+        let hint = *self.leader_hint.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rotation = hint
+            .and_then(|h| addrs.iter().position(|a| *a == h))
+            .unwrap_or(0);
+        let mut target = hint.unwrap_or(addrs[rotation % addrs.len()]);
+        let mut last_error: Option<ClientError> = None;
+        let mut tls_failures = 0u32;
+        let mut attempts = 0u32;
+        while attempts < self.options.max_attempts && Instant::now() < deadline {
+            request.attempt = attempts;
+            attempts += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let timeout = self.options.attempt_timeout.min(remaining);
+            let outcome =
+                match tokio::time::timeout(timeout, self.send_once(target, &request)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        self.forget_connection(target).await;
+                        Err(ClientError::Timeout {
+                            addr: target,
+                            after: timeout,
+                        })
+                    }
+                };
+            let next = match outcome {
+                Ok(response @ (ClientResponse::Ok(_) | ClientResponse::Rejected { .. })) => {
+                    *self.leader_hint.lock().unwrap_or_else(|p| p.into_inner()) = Some(target);
+                    return Ok(response);
+                }
+                Ok(ClientResponse::NotLeader {
+                    leader_id,
+                    leader_addr,
+                }) => {
+                    debug!(%target, ?leader_id, ?leader_addr, "redirected");
+                    last_error = Some(ClientError::Transport {
+                        addr: target,
+                        message: format!(
+                            "not the leader (leader {leader_id:?} at {leader_addr:?})"
+                        ),
+                    });
+                    match resolve(leader_addr.as_deref()).await {
+                        Some(addr) if addr != target => Next::Address(addr),
+                        _ => {
+                            self.pause(deadline).await;
+                            Next::Rotate
+                        }
+                    }
+                }
+                Ok(ClientResponse::Unavailable(message)) => {
+                    debug!(%target, %message, "node unavailable");
+                    last_error = Some(ClientError::Transport {
+                        addr: target,
+                        message,
+                    });
+                    self.pause(deadline).await;
+                    Next::Rotate
+                }
+                Err(error) => {
+                    debug!(%target, %error, "attempt failed");
+                    if matches!(error, ClientError::Tls { .. }) {
+                        tls_failures += 1;
+                    }
+                    last_error = Some(error);
+                    self.pause(deadline).await;
+                    Next::Rotate
+                }
+            };
+            target = match next {
+                Next::Address(addr) => addr,
+                Next::Rotate => {
+                    rotation += 1;
+                    addrs[rotation % addrs.len()]
+                }
+            };
+        }
+        if tls_failures == attempts
+            && let Some(error @ ClientError::Tls { .. }) = last_error
+        {
+            // Every attempt failed in the TLS handshake: say so plainly rather than "unavailable".
+            return Err(error);
+        }
+        Err(ClientError::Unavailable {
+            attempts,
+            elapsed: started.elapsed(),
+            last_error: last_error.map_or_else(
+                || "overall timeout before any attempt".to_owned(),
+                |e| e.to_string(),
+            ),
+        })
+    }
+
+    async fn pause(&self, deadline: Instant) {
+        let until = (Instant::now() + self.options.retry_backoff).min(deadline);
+        tokio::time::sleep_until(until).await;
+    }
+
+    /// One attempt at `addr`: no retry, no timeout (wrap it in one).
+    pub async fn send_once(
+        &self,
+        addr: SocketAddr,
+        request: &ClientRequest,
+    ) -> Result<ClientResponse, ClientError> {
+        let conn = self.connection(addr).await?;
+        let result = self.exchange(&conn, addr, request).await;
+        if result.is_err() && conn.close_reason().is_some() {
+            self.forget_connection(addr).await;
+        }
+        result
+    }
+
+    async fn exchange(
+        &self,
+        conn: &Connection,
+        addr: SocketAddr,
+        request: &ClientRequest,
+    ) -> Result<ClientResponse, ClientError> {
+        let transport = |message: String| ClientError::Transport { addr, message };
+        let bytes = request.to_bytes().map_err(|e| transport(e.to_string()))?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| transport(e.to_string()))?;
+        frame::write_frame(&mut send, &bytes, self.options.max_frame_bytes)
+            .await
+            .map_err(|e| transport(e.to_string()))?;
+        send.finish().map_err(|e| transport(e.to_string()))?;
+        let payload = frame::read_frame(&mut recv, self.options.max_frame_bytes)
+            .await
+            .map_err(|e| transport(format!("bad response: {e}")))?
+            .ok_or_else(|| transport("stream closed without a response".into()))?;
+        ClientResponse::from_bytes(&payload).map_err(|e| transport(format!("bad response: {e}")))
+    }
+
+    async fn connection(&self, addr: SocketAddr) -> Result<Connection, ClientError> {
+        let mut connections = self.connections.lock().await;
+        if let Some(conn) = connections.get(&addr) {
+            if conn.close_reason().is_none() {
+                return Ok(conn.clone());
+            }
+            connections.remove(&addr);
+        }
+        let connecting = self
+            .endpoint
+            .connect_with(self.config.clone(), addr, tls::NODE_SERVER_NAME)
+            .map_err(|e| ClientError::Transport {
+                addr,
+                message: e.to_string(),
+            })?;
+        let conn = connecting.await.map_err(|e| {
+            if is_tls_error(&e) {
+                ClientError::Tls {
+                    addr,
+                    message: e.to_string(),
+                }
+            } else {
+                ClientError::Transport {
+                    addr,
+                    message: describe_connection_error(&e),
+                }
+            }
+        })?;
+        connections.insert(addr, conn.clone());
+        Ok(conn)
+    }
+
+    async fn forget_connection(&self, addr: SocketAddr) {
+        if let Some(conn) = self.connections.lock().await.remove(&addr) {
+            conn.close(VarInt::from_u32(0), b"abandoned");
+        }
+    }
+
+    /// Closes every connection and waits (bounded) for the closes to be sent.
+    pub async fn close(&self) {
+        self.connections.lock().await.clear();
+        self.endpoint.close(VarInt::from_u32(0), b"client closed");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Resolves a redirect address (`ip:port` or `host:port`), bounded to one second.
+async fn resolve(addr: Option<&str>) -> Option<SocketAddr> {
+    let addr = addr?;
+    if let Ok(parsed) = addr.parse() {
+        return Some(parsed);
+    }
+    let lookup = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::net::lookup_host(addr.to_owned()),
+    )
+    .await;
+    lookup.ok()?.ok()?.next()
+}

@@ -1,0 +1,177 @@
+//! The server side of the client protocol.
+//!
+//! A [`crate::PeerTransport`] accepts client connections (ALPN [`crate::tls::ALPN_CLIENT`]) on
+//! its endpoint. Each bidirectional stream carries one request frame; the transport validates
+//! it and hands an [`IncomingRequest`] — the decoded [`ClientRequest`] and a [`Responder`] — to
+//! the node through a bounded channel. The node answers through the responder, from any task.
+//!
+//! Requests that fail validation are answered here with [`ClientResponse::Rejected`]
+//! ([`codes::MALFORMED`] or [`codes::TOO_LARGE`]); when the node's channel is full the request
+//! is answered [`ClientResponse::Unavailable`] at once rather than queued without bound.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::frame::{self, FrameError};
+use crate::peer::Stats;
+use crate::protocol::{ClientRequest, ClientResponse, codes};
+
+/// How long a client may take to send its request frame once it opened the stream.
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A validated client request and the means to answer it.
+#[derive(Debug)]
+pub struct IncomingRequest {
+    /// The request.
+    pub request: ClientRequest,
+    /// Answers the request; dropping it unanswered resets the stream, which the client treats
+    /// as a failed attempt.
+    pub responder: Responder,
+    /// The client's address, for logs.
+    pub remote: SocketAddr,
+}
+
+/// Answers one client request.
+#[derive(Debug)]
+pub struct Responder {
+    send: quinn::SendStream,
+    max_frame_bytes: usize,
+}
+
+/// Why a response could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RespondError {
+    /// The response could not be encoded.
+    #[error("cannot encode the response: {0}")]
+    Encode(#[from] crate::codec::CodecError),
+    /// The response frame could not be written (too large, or the client went away).
+    #[error("cannot write the response: {0}")]
+    Frame(#[from] FrameError),
+    /// The stream was already closed.
+    #[error("the response stream is closed: {0}")]
+    Closed(#[from] quinn::ClosedStream),
+}
+
+impl Responder {
+    /// Sends `response` and finishes the stream.
+    pub async fn respond(mut self, response: &ClientResponse) -> Result<(), RespondError> {
+        let bytes = response.to_bytes()?;
+        frame::write_frame(&mut self.send, &bytes, self.max_frame_bytes).await?;
+        self.send.finish()?;
+        Ok(())
+    }
+}
+
+/// What a client connection task needs from the transport.
+#[derive(Clone)]
+pub(crate) struct ClientContext {
+    pub(crate) requests: mpsc::Sender<IncomingRequest>,
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) stats: Arc<Stats>,
+}
+
+/// Serves one client connection until the client closes it. Holding `conn` here keeps the
+/// connection open while responses are in flight (a connection dropped right after a write can
+/// lose it).
+pub(crate) async fn serve_client_connection(ctx: ClientContext, conn: quinn::Connection) {
+    let remote = conn.remote_address();
+    debug!(%remote, "client connected");
+    loop {
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(streams) => streams,
+            Err(error) => {
+                debug!(%remote, %error, "client connection ended");
+                return;
+            }
+        };
+        tokio::spawn(handle_request_stream(ctx.clone(), remote, send, recv));
+    }
+}
+
+async fn handle_request_stream(
+    ctx: ClientContext,
+    remote: SocketAddr,
+    send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let responder = Responder {
+        send,
+        max_frame_bytes: ctx.max_frame_bytes,
+    };
+    let read = tokio::time::timeout(
+        REQUEST_READ_TIMEOUT,
+        frame::read_frame(&mut recv, ctx.max_frame_bytes),
+    )
+    .await;
+    let refusal = match read {
+        Err(_) => {
+            debug!(%remote, "client request not received in time");
+            return;
+        }
+        Ok(Ok(None)) => {
+            debug!(%remote, "client stream finished without a request");
+            return;
+        }
+        Ok(Err(error @ FrameError::TooLarge { .. })) => Some((codes::TOO_LARGE, error.to_string())),
+        Ok(Err(error)) => Some((codes::MALFORMED, error.to_string())),
+        Ok(Ok(Some(payload))) => match ClientRequest::from_bytes(&payload) {
+            Ok(request) => {
+                let incoming = IncomingRequest {
+                    request,
+                    responder,
+                    remote,
+                };
+                match ctx.requests.try_send(incoming) {
+                    Ok(()) => return,
+                    Err(mpsc::error::TrySendError::Full(incoming)) => {
+                        ctx.stats
+                            .client_requests_shed
+                            .fetch_add(1, Ordering::Relaxed);
+                        answer(
+                            incoming.responder,
+                            remote,
+                            ClientResponse::Unavailable(
+                                "node overloaded: request queue full".into(),
+                            ),
+                        )
+                        .await;
+                        return;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(incoming)) => {
+                        answer(
+                            incoming.responder,
+                            remote,
+                            ClientResponse::Unavailable("node is shutting down".into()),
+                        )
+                        .await;
+                        return;
+                    }
+                }
+            }
+            Err(error) => Some((codes::MALFORMED, error.to_string())),
+        },
+    };
+    if let Some((code, message)) = refusal {
+        ctx.stats.frames_rejected.fetch_add(1, Ordering::Relaxed);
+        warn!(%remote, code, reason = %message, "rejecting malformed client request");
+        let _ = recv.stop(quinn::VarInt::from_u32(code));
+        answer(
+            responder,
+            remote,
+            ClientResponse::Rejected { code, message },
+        )
+        .await;
+    }
+}
+
+async fn answer(responder: Responder, remote: SocketAddr, response: ClientResponse) {
+    if let Err(error) = responder.respond(&response).await {
+        debug!(%remote, %error, "cannot answer client");
+    }
+}
