@@ -322,8 +322,18 @@ impl Client {
     ) -> Result<ClientResponse, ClientError> {
         let conn = self.connection(addr).await?;
         let result = self.exchange(&conn, addr, request).await;
-        if result.is_err() && conn.close_reason().is_some() {
+        if result.is_err()
+            && let Some(reason) = conn.close_reason()
+        {
             self.forget_connection(addr).await;
+            // In TLS 1.3 the client finishes its handshake before the server has checked the
+            // client certificate: a refusal arrives as the connection closing right after.
+            if is_tls_error(&reason) {
+                return Err(ClientError::Tls {
+                    addr,
+                    message: reason.to_string(),
+                });
+            }
         }
         result
     }

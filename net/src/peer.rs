@@ -55,12 +55,16 @@ use crate::frame::{self, FrameError};
 use crate::server::{self, ClientContext, IncomingRequest};
 use crate::tls::{self, TlsError, TlsIdentity};
 
-const STREAM_ORDERED: u8 = 0x01;
-const STREAM_BULK: u8 = 0x02;
+/// Tag byte opening a peer's ordered-lane unidirectional stream.
+pub const STREAM_ORDERED: u8 = 0x01;
+/// Tag byte opening a bulk-lane unidirectional stream.
+pub const STREAM_BULK: u8 = 0x02;
 const PRIORITY_ORDERED: i32 = 10;
 const PRIORITY_BULK: i32 = -10;
-const HELLO_MAX_BYTES: usize = 4096;
-const PROTOCOL_VERSION: u32 = 1;
+/// Bound on a hello or hello-acknowledgement frame.
+pub const HELLO_MAX_BYTES: usize = 4096;
+/// Version of the peer protocol carried in [`PeerHello`].
+pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Application close and stop codes used on peer connections.
 mod close_code {
@@ -360,17 +364,24 @@ pub struct TransportChannels {
     pub client_requests: mpsc::Receiver<IncomingRequest>,
 }
 
+/// The first frame a dialing node sends, on a bidirectional stream, after the TLS handshake.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
-struct PeerHello {
-    version: u32,
-    from: u64,
-    to: u64,
+pub struct PeerHello {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The dialer's id; its certificate must be valid for `node-<from>`.
+    pub from: u64,
+    /// The id the dialer means to reach; must be the acceptor's.
+    pub to: u64,
 }
 
+/// The acceptor's answer to a [`PeerHello`].
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
-struct PeerHelloAck {
-    accepted: bool,
-    reason: String,
+pub struct PeerHelloAck {
+    /// Whether the connection is accepted.
+    pub accepted: bool,
+    /// Why not, when refused.
+    pub reason: String,
 }
 
 #[derive(Debug, Default)]
@@ -1034,6 +1045,24 @@ async fn dial_inner(
     let conn = connecting
         .await
         .map_err(|e| connect_error(describe_connection_error(&e)))?;
+    match send_hello(&conn, node, peer).await {
+        Ok(()) => {}
+        Err(error) => {
+            // In TLS 1.3 the dialer's handshake completes before the acceptor has checked the
+            // dialer's certificate: a refusal shows up as the connection closing during the hello.
+            if let Some(reason) = conn.close_reason()
+                && is_tls_error(&reason)
+            {
+                return Err(connect_error(describe_connection_error(&reason)));
+            }
+            return Err(error);
+        }
+    }
+    debug!(node, peer, %addr, "dialed peer");
+    Ok(conn)
+}
+
+async fn send_hello(conn: &Connection, node: u64, peer: u64) -> Result<(), PeerError> {
     let hello_error = |message: String| PeerError::Hello { peer, message };
     let (mut send, mut recv) = conn
         .open_bi()
@@ -1062,8 +1091,7 @@ async fn dial_inner(
             reason: ack.reason,
         });
     }
-    debug!(node, peer, %addr, "dialed peer");
-    Ok(conn)
+    Ok(())
 }
 
 /// Describes a connection error, naming TLS failures as such.

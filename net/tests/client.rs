@@ -1,0 +1,279 @@
+//! Client protocol over real QUIC on 127.0.0.1: round trips, redirects, retries, bounds.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use shoal_net::protocol::codes;
+use shoal_net::{
+    Client, ClientError, ClientOptions, ClientRequest, ClientResponse, ClusterCa, IncomingRequest,
+    PeerTransport, ReadConsistency, RequestKind,
+};
+use tokio::sync::mpsc;
+
+type Seen = Arc<Mutex<Vec<(u64, u64, u32, RequestKind)>>>;
+
+/// Runs a fake node: answers each request with `answer(request)` and records what it saw.
+fn serve(
+    mut requests: mpsc::Receiver<IncomingRequest>,
+    answer: impl Fn(&ClientRequest) -> ClientResponse + Send + 'static,
+) -> Seen {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Some(IncomingRequest {
+            request, responder, ..
+        }) = requests.recv().await
+        {
+            record.lock().unwrap().push((
+                request.client_id,
+                request.seq,
+                request.attempt,
+                request.kind,
+            ));
+            let response = answer(&request);
+            responder.respond(&response).await.unwrap();
+        }
+    });
+    seen
+}
+
+fn echo(request: &ClientRequest) -> ClientResponse {
+    let mut body = request.body.clone();
+    body.reverse();
+    ClientResponse::Ok(body)
+}
+
+fn options(addrs: Vec<std::net::SocketAddr>) -> ClientOptions {
+    let mut options = ClientOptions::new(addrs);
+    options.attempt_timeout = Duration::from_secs(2);
+    options.overall_timeout = Duration::from_secs(5);
+    options.retry_backoff = Duration::from_millis(10);
+    options
+}
+
+#[tokio::test]
+async fn request_response_round_trip() {
+    init_tracing();
+    let ca = ClusterCa::generate("client").unwrap();
+    let (node, channels) = start(&ca, 1).await;
+    let seen = serve(channels.client_requests, echo);
+    let client = Client::new(
+        &client_identity(&ca),
+        options(vec![node.local_addr().unwrap()]),
+    )
+    .unwrap();
+
+    let answer = client
+        .request(RequestKind::Write, b"abc".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(answer, b"cba");
+    let read = RequestKind::Read(ReadConsistency::Lease);
+    assert_eq!(client.request(read, b"xy".to_vec()).await.unwrap(), b"yx");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            (client.client_id(), 1, 0, RequestKind::Write),
+            (client.client_id(), 2, 0, read)
+        ]
+    );
+    client.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn not_leader_redirect_is_followed() {
+    init_tracing();
+    let ca = ClusterCa::generate("redirect").unwrap();
+    let (leader, leader_channels) = start(&ca, 2).await;
+    let leader_addr = leader.local_addr().unwrap().to_string();
+    let (follower, follower_channels) = start(&ca, 1).await;
+    let follower_seen = serve(follower_channels.client_requests, move |_| {
+        ClientResponse::NotLeader {
+            leader_id: Some(2),
+            leader_addr: Some(leader_addr.clone()),
+        }
+    });
+    let leader_seen = serve(leader_channels.client_requests, echo);
+
+    let client = Client::new(
+        &client_identity(&ca),
+        options(vec![follower.local_addr().unwrap()]),
+    )
+    .unwrap();
+    assert_eq!(
+        client
+            .request(RequestKind::Write, b"12".to_vec())
+            .await
+            .unwrap(),
+        b"21"
+    );
+    // Same (client_id, seq) at both nodes; the redirect is attempt 1.
+    let id = client.client_id();
+    assert_eq!(
+        follower_seen.lock().unwrap().clone(),
+        vec![(id, 1, 0, RequestKind::Write)]
+    );
+    assert_eq!(
+        leader_seen.lock().unwrap().clone(),
+        vec![(id, 1, 1, RequestKind::Write)]
+    );
+
+    // The client remembers the leader: the next request goes straight there.
+    client
+        .request(RequestKind::Write, b"3".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(follower_seen.lock().unwrap().len(), 1);
+    assert_eq!(leader_seen.lock().unwrap().len(), 2);
+    client.close().await;
+    leader.shutdown().await;
+    follower.shutdown().await;
+}
+
+#[tokio::test]
+async fn retries_keep_client_id_and_seq() {
+    init_tracing();
+    let ca = ClusterCa::generate("retry").unwrap();
+    let (node, channels) = start(&ca, 1).await;
+    let seen = serve(channels.client_requests, |request| {
+        if request.attempt < 2 {
+            ClientResponse::Unavailable("no quorum yet".into())
+        } else {
+            ClientResponse::Ok(Vec::new())
+        }
+    });
+    let client = Client::new(
+        &client_identity(&ca),
+        options(vec![node.local_addr().unwrap()]),
+    )
+    .unwrap();
+    client
+        .request(RequestKind::Write, b"once".to_vec())
+        .await
+        .unwrap();
+    let id = client.client_id();
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        vec![
+            (id, 1, 0, RequestKind::Write),
+            (id, 1, 1, RequestKind::Write),
+            (id, 1, 2, RequestKind::Write)
+        ]
+    );
+    client.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn rejected_is_returned_without_retry() {
+    init_tracing();
+    let ca = ClusterCa::generate("rejected").unwrap();
+    let (node, channels) = start(&ca, 1).await;
+    let seen = serve(channels.client_requests, |_| ClientResponse::Rejected {
+        code: codes::NODE_BASE + 4,
+        message: "insufficient stock".into(),
+    });
+    let client = Client::new(
+        &client_identity(&ca),
+        options(vec![node.local_addr().unwrap()]),
+    )
+    .unwrap();
+    let error = client
+        .request(RequestKind::Write, Vec::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Rejected { code, message } if *code == 104 && message == "insufficient stock"),
+        "{error}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    client.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn unavailable_cluster_fails_within_the_bound() {
+    init_tracing();
+    let ca = ClusterCa::generate("down").unwrap();
+    // One node that always says Unavailable, one address where nothing listens.
+    let (node, channels) = start(&ca, 1).await;
+    serve(channels.client_requests, |_| {
+        ClientResponse::Unavailable("no leader".into())
+    });
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut options = options(vec![
+        node.local_addr().unwrap(),
+        silent.local_addr().unwrap(),
+    ]);
+    options.attempt_timeout = Duration::from_millis(300);
+    options.overall_timeout = Duration::from_millis(1500);
+    let client = Client::new(&client_identity(&ca), options).unwrap();
+    let started = Instant::now();
+    let error = client
+        .request(RequestKind::Write, Vec::new())
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(error, ClientError::Unavailable { .. }), "{error}");
+    client.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn full_request_queue_answers_unavailable_at_once() {
+    init_tracing();
+    let ca = ClusterCa::generate("shed").unwrap();
+    let mut config = fast_config(1, node_identity(&ca, 1), loopback());
+    config.client_request_capacity = 1;
+    let (node, channels) = PeerTransport::bind(config).await.unwrap();
+    // Nobody consumes the channel: the first request fills it, the second is shed.
+    let client = Client::new(
+        &client_identity(&ca),
+        options(vec![node.local_addr().unwrap()]),
+    )
+    .unwrap();
+    let addr = node.local_addr().unwrap();
+    let request = |seq| ClientRequest {
+        client_id: 9,
+        seq,
+        attempt: 0,
+        kind: RequestKind::Write,
+        body: Vec::new(),
+    };
+    let first = {
+        let request = request(1);
+        let client = &client;
+        async move {
+            tokio::time::timeout(Duration::from_millis(300), client.send_once(addr, &request)).await
+        }
+    };
+    let (first, ()) = tokio::join!(first, async {
+        wait_until("first request queued", || {
+            channels.client_requests.len() == 1
+        })
+        .await;
+    });
+    assert!(first.is_err(), "the first request is queued, not answered");
+    let second = tokio::time::timeout(WAIT, client.send_once(addr, &request(2)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(second, ClientResponse::Unavailable(ref m) if m.contains("overloaded")),
+        "{second:?}"
+    );
+    assert_eq!(node.stats().client_requests_shed, 1);
+    client.close().await;
+    node.shutdown().await;
+}
