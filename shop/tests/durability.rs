@@ -1,0 +1,366 @@
+//! Exactly-once, restarts, snapshots and restore.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Harness, exit_code};
+use shoal_engine::{Command, StateMachine};
+use shoal_shop::{
+    Action, ProductFilter, Query, Request, Response, Shop, ShopError, StoreError, decode_reply,
+};
+
+/// Fills a harness with a bit of everything; returns the customer and owner tokens.
+fn populate(h: &mut Harness) -> (String, String) {
+    h.signup_owner("Olga", "olga@example.com");
+    h.signup_customer("Carl", "carl@example.com");
+    let olga = h.login("olga@example.com");
+    let carl = h.login("carl@example.com");
+    let store = h.create_store(&olga, "Shoes");
+    for i in 0..30 {
+        h.add_product(
+            &olga,
+            store,
+            &format!("P{i}"),
+            ["footwear", "hats"][i % 2],
+            "Acme",
+            "42",
+            100 + i as i64 * 7,
+            5,
+        );
+    }
+    h.act(
+        &carl,
+        Action::CartAdd {
+            product_id: 3,
+            qty: 2,
+        },
+    )
+    .unwrap();
+    h.act(&carl, Action::Checkout).unwrap();
+    h.act(
+        &carl,
+        Action::CartAdd {
+            product_id: 4,
+            qty: 1,
+        },
+    )
+    .unwrap();
+    h.act(
+        &carl,
+        Action::ChatSend {
+            to_email: "olga@example.com".into(),
+            text: "hello".into(),
+        },
+    )
+    .unwrap();
+    for i in 0..20 {
+        h.propose(Request::KvPut {
+            key: format!("k{i:02}").into_bytes(),
+            value: vec![i as u8; 10],
+        })
+        .unwrap();
+    }
+    (carl, olga)
+}
+
+/// Every query the test suite cares about, as encoded replies.
+fn fingerprint(h: &Harness, carl: &str, olga: &str) -> Vec<Vec<u8>> {
+    let mut queries = vec![
+        Query::Products(ProductFilter {
+            limit: 1000,
+            ..ProductFilter::default()
+        }),
+        Query::Products(ProductFilter {
+            category: Some("hats".into()),
+            ..ProductFilter::default()
+        }),
+        Query::Cart { auth: h.auth(carl) },
+        Query::Orders { auth: h.auth(carl) },
+        Query::Sales {
+            auth: h.auth(olga),
+            store_id: None,
+        },
+        Query::Users {
+            auth: h.auth(olga),
+            pattern: None,
+            after: None,
+            limit: 100,
+        },
+        Query::KvScan {
+            prefix: vec![],
+            limit: 1000,
+        },
+        Query::WhoAmI { auth: h.auth(carl) },
+    ];
+    for p in 1..=31 {
+        queries.push(Query::Product { product_id: p });
+    }
+    queries
+        .into_iter()
+        .map(|q| h.shop.as_ref().unwrap().query(&q.encode()).unwrap())
+        .collect()
+}
+
+#[test]
+fn retried_command_returns_the_first_response_and_changes_nothing() {
+    let mut h = Harness::new();
+    let put = Request::KvCas {
+        key: "k".into(),
+        expected: None,
+        new: "1".into(),
+    };
+    assert_eq!(h.propose_as(7, 1, put.clone()), Ok(Response::Done));
+    // The retry would fail the CAS if applied again; it returns the first answer instead.
+    assert_eq!(h.propose_as(7, 1, put.clone()), Ok(Response::Done));
+    // A new sequence number is applied (and fails, the key exists).
+    assert_eq!(exit_code(&h.propose_as(7, 2, put.clone())), 4);
+    // An older one is refused without applying.
+    let stale = h.propose_as(
+        7,
+        1,
+        Request::KvPut {
+            key: "z".into(),
+            value: "1".into(),
+        },
+    );
+    assert!(matches!(stale, Err(ShopError::Conflict { .. })));
+    assert!(matches!(
+        h.query(Query::KvGet { key: "z".into() }),
+        Ok(Response::KvValue { value: None, .. })
+    ));
+    // Dedup survives a restart.
+    h.reopen();
+    assert_eq!(exit_code(&h.propose_as(7, 2, put)), 4);
+
+    // A checkout retried after a lost answer does not buy twice.
+    let mut h = Harness::new();
+    h.signup_owner("Olga", "olga@example.com");
+    h.signup_customer("Carl", "carl@example.com");
+    let olga = h.login("olga@example.com");
+    let carl = h.login("carl@example.com");
+    let s = h.create_store(&olga, "S");
+    let p = h.add_product(&olga, s, "Boot", "c", "b", "s", 100, 5);
+    h.act(
+        &carl,
+        Action::CartAdd {
+            product_id: p,
+            qty: 2,
+        },
+    )
+    .unwrap();
+    let checkout = shoal_shop::prepare::authed(&carl, h.now, Action::Checkout).unwrap();
+    let first = h.propose_as(42, 9, checkout.clone());
+    assert!(matches!(first, Ok(Response::Checkout { .. })));
+    assert_eq!(h.propose_as(42, 9, checkout), first);
+    assert_eq!(h.product(p).stock, 3);
+}
+
+#[test]
+fn restart_neither_loses_nor_reapplies() {
+    let mut h = Harness::new();
+    let (carl, olga) = populate(&mut h);
+    let before = fingerprint(&h, &carl, &olga);
+    let applied = h.shop().applied_index();
+    assert_eq!(applied, h.index);
+    h.reopen();
+    assert_eq!(h.shop().applied_index(), applied);
+    assert_eq!(fingerprint(&h, &carl, &olga), before);
+    // The driver would hand entries after applied_index only; ids continue from counters.
+    let Ok(Response::StoreCreated { store_id }) =
+        h.act(&olga, Action::CreateStore { name: "Two".into() })
+    else {
+        panic!()
+    };
+    assert_eq!(store_id, 2);
+    // An entry at or below the applied index is not applied again.
+    let payload = Request::KvPut {
+        key: "late".into(),
+        value: "x".into(),
+    }
+    .encode();
+    let out = h
+        .shop()
+        .apply(&[Command {
+            index: 1,
+            term: 1,
+            client_id: 0,
+            seq: 0,
+            payload: &payload,
+        }])
+        .unwrap();
+    assert!(decode_reply(&out[0]).unwrap().is_err());
+    assert!(matches!(
+        h.query(Query::KvGet { key: "late".into() }),
+        Ok(Response::KvValue { value: None, .. })
+    ));
+}
+
+#[test]
+fn garbage_payloads_and_queries_are_answered_not_fatal() {
+    let mut h = Harness::new();
+    let reply = h.apply_raw(0, 0, &[0xff, 0x00, 0x13, 0x37, 1, 2, 3]);
+    assert_eq!(exit_code(&reply), 2);
+    let reply = h.apply_raw(0, 0, &[]);
+    assert_eq!(exit_code(&reply), 2);
+    let bytes = h.shop().query(b"definitely not a query").unwrap();
+    assert_eq!(exit_code(&decode_reply(&bytes).unwrap()), 2);
+    assert_eq!(
+        h.shop().applied_index(),
+        2,
+        "the index advances past refused entries"
+    );
+}
+
+fn take_snapshot(shop: &mut Shop) -> (u64, Vec<u8>) {
+    let image = shop.snapshot().unwrap();
+    let index = image.applied_index();
+    let mut bytes = Vec::new();
+    image.write_to(&mut bytes).unwrap();
+    (index, bytes)
+}
+
+#[test]
+fn snapshot_restored_into_a_fresh_dir_gives_identical_answers() {
+    let mut h = Harness::new();
+    let (carl, olga) = populate(&mut h);
+    let before = fingerprint(&h, &carl, &olga);
+    let (index, bytes) = take_snapshot(h.shop());
+    assert_eq!(index, h.index);
+
+    let mut fresh = Harness::new();
+    fresh.now = h.now;
+    fresh.shop().restore(index, &mut bytes.as_slice()).unwrap();
+    assert_eq!(fresh.shop().applied_index(), index);
+    assert_eq!(fingerprint(&fresh, &carl, &olga), before);
+    // Survives a reopen, and goes on applying from there with the same ids.
+    fresh.reopen();
+    assert_eq!(fingerprint(&fresh, &carl, &olga), before);
+    fresh.index = index;
+    let a = h.act(
+        &olga,
+        Action::CreateStore {
+            name: "Next".into(),
+        },
+    );
+    let b = fresh.act(
+        &olga,
+        Action::CreateStore {
+            name: "Next".into(),
+        },
+    );
+    assert_eq!(a, b);
+}
+
+#[test]
+fn restore_replaces_existing_state_entirely() {
+    let mut h = Harness::new();
+    let (carl, olga) = populate(&mut h);
+    let (index, bytes) = take_snapshot(h.shop());
+    let expected = fingerprint(&h, &carl, &olga);
+    // A replica with different state (its own keys and accounts) is overwritten.
+    let mut other = Harness::new();
+    other.now = h.now;
+    for i in 0..50 {
+        other
+            .propose(Request::KvPut {
+                key: format!("zz{i}").into_bytes(),
+                value: b"v".to_vec(),
+            })
+            .unwrap();
+    }
+    other.signup_customer("Zed", "zed@example.com");
+    other.shop().restore(index, &mut bytes.as_slice()).unwrap();
+    assert_eq!(fingerprint(&other, &carl, &olga), expected);
+    assert!(other.try_login("zed@example.com", "pw-secret-1").is_err());
+    // Restoring twice in a row works too (generations rotate).
+    other.shop().restore(index, &mut bytes.as_slice()).unwrap();
+    other.reopen();
+    assert_eq!(fingerprint(&other, &carl, &olga), expected);
+    let generations = std::fs::read_dir(other.dir.path().join("shop"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("state-")
+        })
+        .count();
+    assert_eq!(generations, 1, "retired generations are removed");
+}
+
+#[test]
+fn snapshot_is_point_in_time_while_apply_goes_on_from_another_thread() {
+    let mut h = Harness::new();
+    let (carl, olga) = populate(&mut h);
+    let expected = fingerprint(&h, &carl, &olga);
+    let image = h.shop().snapshot().unwrap();
+    let index = image.applied_index();
+    let writer = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        image.write_to(&mut bytes).unwrap();
+        bytes
+    });
+    for i in 0..50 {
+        h.propose(Request::KvPut {
+            key: format!("after{i}").into_bytes(),
+            value: b"v".to_vec(),
+        })
+        .unwrap();
+    }
+    h.act(&carl, Action::Checkout).unwrap();
+    let bytes = writer.join().unwrap();
+    let mut fresh = Harness::new();
+    fresh.now = h.now;
+    fresh.shop().restore(index, &mut bytes.as_slice()).unwrap();
+    assert_eq!(fingerprint(&fresh, &carl, &olga), expected);
+}
+
+#[test]
+fn corrupted_snapshots_are_refused_and_leave_the_state_intact() {
+    let mut h = Harness::new();
+    let (carl, olga) = populate(&mut h);
+    let (index, bytes) = take_snapshot(h.shop());
+
+    let mut target = Harness::new();
+    target.now = h.now;
+    target
+        .propose(Request::KvPut {
+            key: "mine".into(),
+            value: b"1".to_vec(),
+        })
+        .unwrap();
+    let mine = fingerprint(&target, &carl, &olga);
+    let mut refuse = |data: &[u8], at: u64, what: &str| {
+        let err = target.shop().restore(at, &mut &data[..]).unwrap_err();
+        assert!(matches!(err, StoreError::Snapshot { .. }), "{what}: {err}");
+        assert_eq!(
+            fingerprint(&target, &carl, &olga),
+            mine,
+            "{what}: state changed"
+        );
+        assert_eq!(target.shop().applied_index(), 1);
+    };
+    // Flipped bytes everywhere: header, frame heads, payloads, the end.
+    let step = (bytes.len() / 97).max(1);
+    for pos in (0..bytes.len()).step_by(step).chain([bytes.len() - 1]) {
+        let mut bad = bytes.clone();
+        bad[pos] ^= 0x40;
+        refuse(&bad, index, &format!("flip at {pos}"));
+    }
+    // Truncations, trailing garbage, empty, wrong index, random noise.
+    for cut in [0, 4, 8, 12, bytes.len() / 2, bytes.len() - 1] {
+        refuse(&bytes[..cut], index, &format!("cut at {cut}"));
+    }
+    let mut longer = bytes.clone();
+    longer.extend_from_slice(b"junk");
+    refuse(&longer, index, "trailing junk");
+    refuse(&bytes, index + 1, "wrong index");
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    refuse(&noise, index, "noise");
+    // The genuine stream still restores.
+    target.shop().restore(index, &mut bytes.as_slice()).unwrap();
+    assert_eq!(target.shop().applied_index(), index);
+}
