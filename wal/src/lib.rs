@@ -38,4 +38,6 @@ pub use mem::MemLogStore;
 pub use recovery::TornTail;
 pub use snapshot::{SnapshotMeta, SnapshotReader, SnapshotStore, SnapshotWriter};
 pub use store::LogStore;
-pub use wal::{Completion, RecoveryReport, Retention, WAL_DIR_NAME, Wal, WalOptions, WalStats};
+pub use wal::{
+    Completion, PendingAppend, RecoveryReport, Retention, WAL_DIR_NAME, Wal, WalOptions, WalStats,
+};

@@ -381,7 +381,7 @@ impl Wal {
         terms.drop_before(meta_now.snapshot_index + 1);
         if segments.is_empty() {
             let first_index = meta_now.snapshot_index + 1;
-            let (segment, _) = create_segment(&options, first_index, None)?;
+            let (segment, _) = create_segment(&options, first_index, None, false)?;
             segments.push_back(segment);
         }
         let Some(last) = segments.back() else {
@@ -568,12 +568,34 @@ impl Wal {
         }
     }
 
+    /// Queues `entries` for appending and returns a handle whose [`PendingAppend::wait`]
+    /// returns once they are durable (the waiting thread may lead the write itself). Lets a
+    /// caller order its submissions under its own lock and wait outside it.
+    pub fn append_async(&self, entries: Vec<Entry>) -> PendingAppend {
+        let waiter = Arc::new(Waiter::default());
+        let shared = &self.inner.shared;
+        if let Err((_, error)) =
+            shared.enqueue(Op::Append(entries), Done::Waiter(Arc::clone(&waiter)))
+        {
+            *lock(&waiter.result) = Some(Err(error));
+        }
+        PendingAppend {
+            wal: self.clone(),
+            waiter,
+        }
+    }
+
     fn run_blocking(&self, op: Op) -> Result<()> {
         let shared = &self.inner.shared;
         let waiter = Arc::new(Waiter::default());
         if let Err((_, error)) = shared.enqueue(op, Done::Waiter(Arc::clone(&waiter))) {
             return Err(error);
         }
+        self.wait_for(&waiter)
+    }
+
+    fn wait_for(&self, waiter: &Waiter) -> Result<()> {
+        let shared = &self.inner.shared;
         let mut state = lock(&shared.state);
         loop {
             if let Some(result) = lock(&waiter.result).take() {
@@ -588,6 +610,26 @@ impl Wal {
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+}
+
+/// An append queued by [`Wal::append_async`].
+#[must_use = "the entries are durable only once wait returns Ok"]
+pub struct PendingAppend {
+    wal: Wal,
+    waiter: Arc<Waiter>,
+}
+
+impl std::fmt::Debug for PendingAppend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAppend").finish_non_exhaustive()
+    }
+}
+
+impl PendingAppend {
+    /// Blocks until the entries are durable (or their write failed).
+    pub fn wait(self) -> Result<()> {
+        self.wal.wait_for(&self.waiter)
     }
 }
 
@@ -934,7 +976,10 @@ impl Shared {
         if spare.is_none() {
             self.counters.spare_misses.fetch_add(1, Ordering::Relaxed);
         }
-        let (segment, syncs) = create_segment(&self.options, first_index, spare)?;
+        // A segment left without live entries by a truncation is replaced under its name.
+        let replace = writer.active.first_index == first_index;
+        debug_assert!(!replace || writer.next_index == first_index);
+        let (segment, syncs) = create_segment(&self.options, first_index, spare, replace)?;
         self.counters.syncs.fetch_add(syncs, Ordering::Relaxed);
         self.counters.segment_rolls.fetch_add(1, Ordering::Relaxed);
         writer.active = Active {
@@ -945,7 +990,12 @@ impl Shared {
             write_end: segment.write_end,
         };
         writer.next_index = first_index;
-        lock(&self.state).segments.push_back(segment);
+        let mut state = lock(&self.state);
+        if replace {
+            state.segments.pop_back();
+        }
+        state.segments.push_back(segment);
+        drop(state);
         tracing::debug!(first_index, "wal segment rolled");
         Ok(())
     }
@@ -999,15 +1049,12 @@ impl Shared {
             encode_marker(&mut writer.buf, writer.active.seed, index);
             self.flush(writer)?;
             let mut state = lock(&self.state);
-            let State {
-                segments, terms, ..
-            } = &mut *state;
-            if let Some(last) = segments.back_mut() {
+            if let Some(last) = state.segments.back_mut() {
                 let keep = (index + 1 - last.first_index) as usize;
                 last.locs.truncate(keep);
             }
-            terms.truncate_after(index);
         }
+        lock(&self.state).terms.truncate_after(index);
         writer.next_index = index + 1;
         debug_assert_eq!(writer.next_index - 1, lock(&self.state).last_index());
         Ok(())
@@ -1195,48 +1242,54 @@ impl Shared {
 
 /// Creates the segment starting at `first_index` (from `spare` when given), writes its header,
 /// syncs it, and syncs the directory. Returns the segment and the number of syncs issued.
+///
+/// With `replace`, an existing segment of that name (one holding no live entry) is replaced
+/// atomically by the rename.
 fn create_segment(
     options: &WalOptions,
     first_index: u64,
     spare: Option<PathBuf>,
+    replace: bool,
 ) -> Result<(Segment, u64)> {
     let dir = &options.dir;
     let path = dir.join(segment_file_name(first_index));
-    if path.exists() {
+    if path.exists() && !replace {
         return Err(Error::Invalid(format!(
             "segment {} already exists",
             path.display()
         )));
     }
     let header = SegmentHeader::new(first_index);
-    let file = match spare {
+    let (file, temp) = match spare {
         Some(spare) => {
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(&spare)
                 .map_err(io_error(&spare))?;
-            file.write_all_at(&header.encode(), 0)
-                .map_err(io_error(&spare))?;
-            file.sync_data().map_err(io_error(&spare))?;
-            std::fs::rename(&spare, &path).map_err(io_error(&path))?;
-            file
+            (file, spare)
         }
         None => {
+            let temp = dir.join(format!(
+                "{}.{:08x}.tmp",
+                segment_file_name(first_index),
+                format::random_u64(first_index) as u32
+            ));
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create_new(true)
-                .open(&path)
-                .map_err(io_error(&path))?;
+                .open(&temp)
+                .map_err(io_error(&temp))?;
             file.set_len(options.segment_bytes)
-                .map_err(io_error(&path))?;
-            file.write_all_at(&header.encode(), 0)
-                .map_err(io_error(&path))?;
-            file.sync_all().map_err(io_error(&path))?;
-            file
+                .map_err(io_error(&temp))?;
+            (file, temp)
         }
     };
+    file.write_all_at(&header.encode(), 0)
+        .map_err(io_error(&temp))?;
+    file.sync_all().map_err(io_error(&temp))?;
+    std::fs::rename(&temp, &path).map_err(io_error(&path))?;
     sync_dir(dir)?;
     Ok((
         Segment {
