@@ -23,6 +23,8 @@ const NIL: usize = usize::MAX;
 const HEAD: usize = 0;
 /// An interned absent value.
 const ABSENT: u32 = 0;
+/// Every value that no operation compares against, interned as one.
+const UNSEEN: u32 = 1;
 
 /// What the search concluded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,15 +98,39 @@ struct Entry {
 }
 
 /// Reduces one key's operations to search entries: failed operations and indeterminate reads
-/// are dropped (they changed nothing), values are interned.
+/// are dropped (they changed nothing), values are interned, and every value no operation
+/// ever compares against (no read returned it, no compare-and-set expected it) becomes the
+/// one value `UNSEEN`: the model cannot tell such values apart.
 fn reduce<'a>(ops: &[&'a Op]) -> Vec<Entry> {
+    let mut mentioned: HashSet<&'a [u8]> = HashSet::new();
+    for op in ops {
+        match (&op.call, &op.outcome) {
+            (_, Outcome::Fail) => {}
+            (Call::Read, Outcome::ReadOk(Some(value))) => {
+                mentioned.insert(value);
+            }
+            (
+                Call::Cas {
+                    expected: Some(value),
+                    ..
+                },
+                _,
+            ) => {
+                mentioned.insert(value);
+            }
+            _ => {}
+        }
+    }
     let mut interned: HashMap<&'a [u8], u32> = HashMap::new();
     let mut intern = |value: Option<&'a [u8]>| -> u32 {
-        let Some(bytes) = value else {
-            return ABSENT;
-        };
-        let next = u32::try_from(interned.len() + 1).unwrap_or(u32::MAX);
-        *interned.entry(bytes).or_insert(next)
+        match value {
+            None => ABSENT,
+            Some(bytes) if !mentioned.contains(bytes) => UNSEEN,
+            Some(bytes) => {
+                let next = u32::try_from(interned.len() + 2).unwrap_or(u32::MAX);
+                *interned.entry(bytes).or_insert(next)
+            }
+        }
     };
     let mut entries = Vec::with_capacity(ops.len());
     for op in ops {
@@ -142,33 +168,95 @@ fn reduce<'a>(ops: &[&'a Op]) -> Vec<Entry> {
 }
 
 /// Sound refutations in O(n log n): `true` if the entries certainly have no linearization.
+///
+/// An operation that requires the register to hold `v` (a read of `v`, a successful
+/// compare-and-set from `v`) at a moment when it certainly cannot:
+/// - `v` absent, but a write was acknowledged before the operation began (nothing writes
+///   "absent");
+/// - no operation invoked before it completed may write `v`;
+/// - every operation that may write `v` completed before an acknowledged write of another
+///   value began, and that write completed before the operation began (a stale read).
 fn refuted(entries: &[Entry]) -> bool {
-    // For each value, the earliest invocation of an operation that may write it.
-    let mut first_writer: HashMap<u32, u64> = HashMap::new();
-    // The earliest completion of an acknowledged write: no operation writes `ABSENT`, so the
-    // register is never absent after it.
-    let mut first_ack = u64::MAX;
+    // For each value, the earliest invocation and latest completion of its possible writers.
+    let mut writers: HashMap<u32, (u64, u64)> = HashMap::new();
     for entry in entries {
         if let Some(value) = entry.kind.writes() {
-            let first = first_writer.entry(value).or_insert(u64::MAX);
-            *first = (*first).min(entry.invoke);
-            if !entry.kind.is_info() {
-                first_ack = first_ack.min(entry.complete);
-            }
+            let (first_invoke, last_complete) = writers.entry(value).or_insert((u64::MAX, 0));
+            *first_invoke = (*first_invoke).min(entry.invoke);
+            *last_complete = (*last_complete).max(entry.complete);
         }
     }
-    entries.iter().any(|entry| {
-        if entry.kind.is_info() {
-            return false;
+    // Acknowledged writes by completion, to find, for an operation, the latest-invoked one
+    // completed before it began.
+    let mut acknowledged: Vec<(u64, u64, u32)> = entries
+        .iter()
+        .filter(|entry| !entry.kind.is_info())
+        .filter_map(|entry| {
+            entry
+                .kind
+                .writes()
+                .map(|value| (entry.complete, entry.invoke, value))
+        })
+        .collect();
+    acknowledged.sort_unstable();
+    let mut observers: Vec<(u64, u64, u32)> = entries
+        .iter()
+        .filter(|entry| !entry.kind.is_info())
+        .filter_map(|entry| {
+            entry
+                .kind
+                .observes()
+                .map(|value| (entry.invoke, entry.complete, value))
+        })
+        .collect();
+    observers.sort_unstable();
+    // The two latest invocations, of different values, among acknowledged writes completed so
+    // far: (invoke, value).
+    let mut best: [Option<(u64, u32)>; 2] = [None, None];
+    let mut next_ack = 0;
+    for &(invoke, complete, value) in &observers {
+        while let Some(&(ack_complete, ack_invoke, ack_value)) = acknowledged.get(next_ack) {
+            if ack_complete >= invoke {
+                break;
+            }
+            next_ack += 1;
+            let candidate = (ack_invoke, ack_value);
+            match best {
+                [Some(first), _] if first.1 == ack_value => {
+                    best[0] = Some(first.max(candidate));
+                }
+                [Some(first), _] if candidate > first => best = [Some(candidate), Some(first)],
+                [Some(_), Some(second)] if second.1 == ack_value => {
+                    best[1] = Some(second.max(candidate));
+                }
+                [Some(_), Some(second)] if candidate > second => best[1] = Some(candidate),
+                [Some(_), None] => best[1] = Some(candidate),
+                [None, _] => best[0] = Some(candidate),
+                _ => {}
+            }
         }
-        match entry.kind.observes() {
-            Some(ABSENT) => first_ack < entry.invoke,
-            Some(value) => first_writer
-                .get(&value)
-                .is_none_or(|&invoke| invoke > entry.complete),
-            None => false,
+        if value == ABSENT {
+            if best[0].is_some() {
+                return true;
+            }
+            continue;
         }
-    })
+        let Some(&(first_invoke, last_complete)) = writers.get(&value) else {
+            return true;
+        };
+        if first_invoke > complete {
+            return true;
+        }
+        let newer = best
+            .iter()
+            .flatten()
+            .find(|(_, other)| *other != value)
+            .map(|(other_invoke, _)| *other_invoke);
+        if newer.is_some_and(|other_invoke| other_invoke > last_complete) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Drops indeterminate operations that no linearization needs.
@@ -217,9 +305,37 @@ pub(crate) fn search(ops: &[&Op], budget: u64) -> (SearchResult, u64) {
     Search::new(&entries).run(budget)
 }
 
+/// The order in which the search tries the candidates of a configuration.
+const CLASSES: usize = 4;
+
+/// An operation's trial class: operations that do not change the register first (when one
+/// fits the current value, taking it next is never wrong, so it is forced); then writes of
+/// values nobody observes (getting them out of the way); then other writes; indeterminate
+/// operations last (a linearization needs them only where they were observed).
+fn class(kind: Kind) -> usize {
+    match kind {
+        Kind::Read(_) | Kind::CasFail { .. } => 0,
+        Kind::Write(UNSEEN) | Kind::CasOk { new: UNSEEN, .. } => 1,
+        Kind::Write(_) | Kind::CasOk { .. } => 2,
+        Kind::InfoWrite(_) | Kind::InfoCas { .. } => 3,
+    }
+}
+
+/// A choice on the search path.
+struct Choice {
+    op: usize,
+    /// The register value before it.
+    state: u32,
+    /// The class being tried when it was chosen.
+    class: usize,
+    /// Whether it was forced: then no other choice at its configuration needs trying.
+    forced: bool,
+}
+
 /// The search state: Lowe's linked list of events, the linearized set and the cache.
 struct Search {
     kinds: Vec<Kind>,
+    classes: Vec<usize>,
     /// Per event node: the operation and whether it is the call (else the return).
     node_op: Vec<usize>,
     node_is_call: Vec<bool>,
@@ -246,6 +362,7 @@ impl Search {
         let nodes = events.len() + 1;
         let mut search = Search {
             kinds: entries.iter().map(|entry| entry.kind).collect(),
+            classes: entries.iter().map(|entry| class(entry.kind)).collect(),
             node_op: vec![NIL; nodes],
             node_is_call: vec![false; nodes],
             next: vec![NIL; nodes],
@@ -299,20 +416,27 @@ impl Search {
         self.relink(self.call_node[op]);
     }
 
-    /// The depth-first search. Candidates at each configuration are the calls before the
-    /// first return of a not-yet-linearized operation; determinate ones are tried first, then
-    /// indeterminate ones (which a linearization needs only where they were observed).
+    /// The depth-first search. The candidates at a configuration are the calls before the
+    /// first return of a not-yet-linearized operation, tried class by class (see [`class`]).
+    ///
+    /// A forced choice: if a candidate that leaves the register unchanged fits the current
+    /// value, any linearization from this configuration can be rearranged to take it next
+    /// (nothing linearized later has to precede it in real time, since it is a candidate,
+    /// and no later result changes, since the value does not). So it is taken without
+    /// trying the others, and if it fails, the configuration fails.
     fn run(mut self, budget: u64) -> (SearchResult, u64) {
         let words = self.kinds.len().div_ceil(64);
         // The linearized set's bits followed by the register state: one cache key.
         let mut key: Vec<u64> = vec![0; words + 1];
         let mut cache: HashSet<Vec<u64>, BuildHasherDefault<FxHasher>> = HashSet::default();
-        // (operation, state before it, whether it was tried in the indeterminate phase).
-        let mut stack: Vec<(usize, u32, bool)> = Vec::new();
+        let mut stack: Vec<Choice> = Vec::new();
+        let mut left = [0usize; CLASSES];
+        for &class in &self.classes {
+            left[class] += 1;
+        }
         let mut state = ABSENT;
         let mut done = 0usize;
-        let mut info_left = self.kinds.len() - self.determinate;
-        let mut info_phase = false;
+        let mut class = 0usize;
         let mut cursor = self.next[HEAD];
         let mut steps = 0u64;
         loop {
@@ -323,53 +447,79 @@ impl Search {
             if steps > budget {
                 return (SearchResult::Exhausted, steps);
             }
-            if cursor == NIL || !self.node_is_call[cursor] {
-                if !info_phase && info_left > 0 {
-                    info_phase = true;
-                    cursor = self.next[HEAD];
+            let fails = if cursor == NIL || !self.node_is_call[cursor] {
+                // This class is exhausted here: on to the next class that has operations left.
+                match (class + 1..CLASSES).find(|&next| left[next] > 0) {
+                    Some(next) => {
+                        class = next;
+                        cursor = self.next[HEAD];
+                        continue;
+                    }
+                    None => true,
+                }
+            } else {
+                let op = self.node_op[cursor];
+                if self.classes[op] != class {
+                    cursor = self.next[cursor];
                     continue;
                 }
-                let Some((op, previous, phase)) = stack.pop() else {
-                    return (SearchResult::NotLinearizable, steps);
-                };
-                key[op / 64] &= !(1 << (op % 64));
-                state = previous;
-                self.unlift(op);
-                if self.kinds[op].is_info() {
-                    info_left += 1;
-                } else {
-                    done -= 1;
+                let kind = self.kinds[op];
+                let forced = class == 0;
+                match kind.step(state) {
+                    Some(next_state) => {
+                        key[op / 64] |= 1 << (op % 64);
+                        key[words] = u64::from(next_state);
+                        if cache.contains(key.as_slice()) {
+                            key[op / 64] &= !(1 << (op % 64));
+                            // Explored before, and failed. A forced choice fails its
+                            // configuration with it.
+                            forced
+                        } else {
+                            cache.insert(key.clone());
+                            stack.push(Choice {
+                                op,
+                                state,
+                                class,
+                                forced,
+                            });
+                            state = next_state;
+                            self.lift(op);
+                            left[self.classes[op]] -= 1;
+                            if !kind.is_info() {
+                                done += 1;
+                            }
+                            class = 0;
+                            cursor = self.next[HEAD];
+                            continue;
+                        }
+                    }
+                    None => false,
                 }
-                info_phase = phase;
-                cursor = self.next[self.call_node[op]];
-                continue;
-            }
-            let op = self.node_op[cursor];
-            let kind = self.kinds[op];
-            if kind.is_info() != info_phase {
+            };
+            if !fails {
                 cursor = self.next[cursor];
                 continue;
             }
-            if let Some(next_state) = kind.step(state) {
-                key[op / 64] |= 1 << (op % 64);
-                key[words] = u64::from(next_state);
-                if !cache.contains(key.as_slice()) {
-                    cache.insert(key.clone());
-                    stack.push((op, state, info_phase));
-                    state = next_state;
-                    self.lift(op);
-                    if kind.is_info() {
-                        info_left -= 1;
-                    } else {
-                        done += 1;
-                    }
-                    info_phase = false;
-                    cursor = self.next[HEAD];
-                    continue;
-                }
+            // Backtrack: undo choices until one that is not forced, and try the candidates
+            // after it.
+            loop {
+                let Some(choice) = stack.pop() else {
+                    return (SearchResult::NotLinearizable, steps);
+                };
+                let op = choice.op;
                 key[op / 64] &= !(1 << (op % 64));
+                state = choice.state;
+                self.unlift(op);
+                left[self.classes[op]] += 1;
+                if !self.kinds[op].is_info() {
+                    done -= 1;
+                }
+                if !choice.forced {
+                    class = choice.class;
+                    cursor = self.next[self.call_node[op]];
+                    break;
+                }
             }
-            cursor = self.next[cursor];
         }
     }
 }
