@@ -359,13 +359,12 @@ impl Client {
     }
 
     async fn connection(&self, addr: SocketAddr) -> Result<Connection, ClientError> {
-        let mut connections = self.connections.lock().await;
-        if let Some(conn) = connections.get(&addr) {
-            if conn.close_reason().is_none() {
-                return Ok(conn.clone());
-            }
-            connections.remove(&addr);
+        if let Some(conn) = self.connections.lock().await.get(&addr)
+            && conn.close_reason().is_none()
+        {
+            return Ok(conn.clone());
         }
+        // Connect without holding the lock: a dead node must not stall requests to others.
         let connecting = self
             .endpoint
             .connect_with(self.config.clone(), addr, tls::NODE_SERVER_NAME)
@@ -386,6 +385,14 @@ impl Client {
                 }
             }
         })?;
+        let mut connections = self.connections.lock().await;
+        if let Some(existing) = connections.get(&addr)
+            && existing.close_reason().is_none()
+        {
+            // Another request connected meanwhile: share its connection.
+            conn.close(VarInt::from_u32(0), b"duplicate");
+            return Ok(existing.clone());
+        }
         connections.insert(addr, conn.clone());
         Ok(conn)
     }

@@ -61,6 +61,9 @@ pub const STREAM_ORDERED: u8 = 0x01;
 pub const STREAM_BULK: u8 = 0x02;
 const PRIORITY_ORDERED: i32 = 10;
 const PRIORITY_BULK: i32 = -10;
+/// Most connection attempts quinn holds before they are accepted.
+const MAX_INCOMING: usize = 1024;
+
 /// Bound on a hello or hello-acknowledgement frame.
 pub const HELLO_MAX_BYTES: usize = 4096;
 /// Version of the peer protocol carried in [`PeerHello`].
@@ -481,6 +484,7 @@ struct Shared {
     fault: FaultHook,
     stats: Arc<Stats>,
     tasks: Mutex<JoinSet<()>>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Shared {
@@ -491,7 +495,8 @@ impl Shared {
         let mut tasks = lock(&self.tasks);
         // Reap finished tasks so the set stays as small as the live work.
         while tasks.try_join_next().is_some() {}
-        tasks.spawn(future)
+        // Spawn on the runtime captured at bind, so sync methods work from any thread.
+        tasks.spawn_on(future, &self.runtime)
     }
 
     fn link(&self, peer: u64) -> Option<Arc<Link>> {
@@ -536,9 +541,22 @@ impl PeerTransport {
     pub async fn bind(config: PeerTransportConfig) -> Result<(Self, TransportChannels), PeerError> {
         config.validate()?;
         tls::ensure_crypto_provider();
+        // A node presenting another node's certificate would be refused by every peer: say so
+        // now, naming the mismatch, rather than through refusals later.
+        let leaf = config
+            .identity
+            .cert_chain()
+            .first()
+            .ok_or(TlsError::Missing {
+                what: "node identity".into(),
+                kind: "certificate",
+            })?;
+        tls::verify_node_certificate(leaf, config.node_id)?;
         let transport = Arc::new(transport_config(&config)?);
         let mut server_config = tls::quic_server_config(tls::server_config(&config.identity)?)?;
-        server_config.transport_config(transport.clone());
+        server_config
+            .transport_config(transport.clone())
+            .max_incoming(MAX_INCOMING);
         let mut peer_client_config =
             tls::quic_client_config(tls::peer_client_config(&config.identity)?)?;
         peer_client_config.transport_config(transport);
@@ -570,6 +588,7 @@ impl PeerTransport {
             fault,
             stats,
             tasks: Mutex::new(JoinSet::new()),
+            runtime: tokio::runtime::Handle::current(),
         });
         shared.spawn(accept_loop(shared.clone()));
         info!(node = shared.config.node_id, addr = ?shared.endpoint.local_addr().ok(), "peer transport listening");

@@ -334,3 +334,29 @@ async fn higher_id_dials_when_the_lower_does_not_know_it() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn slow_consumer_pushes_back_without_loss_within_the_queue_bound() {
+    init_tracing();
+    let ca = ClusterCa::generate("slow").unwrap();
+    let (a, _a_rx) = start(&ca, 1).await;
+    let mut config = fast_config(2, node_identity(&ca, 2), loopback());
+    config.inbound_capacity = 4;
+    let (b, mut b_rx) = PeerTransport::bind(config).await.unwrap();
+    a.set_peer(2, b.local_addr().unwrap());
+    b.set_peer(1, a.local_addr().unwrap());
+    // 2000 messages of 1 KiB, queued at once; the receiver's channel holds only 4.
+    for i in 0u32..2000 {
+        let mut payload = vec![0u8; 1024];
+        payload[..4].copy_from_slice(&i.to_le_bytes());
+        a.send(2, Bytes::from(payload)).unwrap();
+    }
+    for i in 0u32..2000 {
+        let message = recv(&mut b_rx.peer_messages).await;
+        assert_eq!(&message.payload[..4], &i.to_le_bytes()[..], "message {i}");
+    }
+    assert_eq!(a.stats().dropped_queue_full, 0);
+    assert_eq!(b.stats().messages_received, 2000);
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -92,38 +92,53 @@ async fn client_certificate_cannot_pass_as_a_node() {
     init_tracing();
     let ca = ClusterCa::generate("roles").unwrap();
     let (node, _channels) = start(&ca, 1).await;
-    let (impostor, _rx) = PeerTransport::bind(fast_config(2, client_identity(&ca), loopback()))
-        .await
-        .unwrap();
-    impostor.set_peer(1, node.local_addr().unwrap());
-    match impostor.check_peer(1).await {
-        Err(PeerError::Refused { reason, .. }) => {
-            assert!(reason.contains("node certificate"), "{reason}")
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
+    let (_endpoint, _conn, ack) = raw_hello(&client_identity(&ca), 2, &node).await;
+    assert!(!ack.accepted);
+    assert!(ack.reason.contains("node certificate"), "{}", ack.reason);
     // A node certificate claiming another node's id is refused too.
-    let (liar, _rx) = PeerTransport::bind(fast_config(3, node_identity(&ca, 2), loopback()))
-        .await
-        .unwrap();
-    liar.set_peer(1, node.local_addr().unwrap());
-    match liar.check_peer(1).await {
-        Err(PeerError::Refused { reason, .. }) => assert!(reason.contains("node 3"), "{reason}"),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
+    let (_endpoint, _conn, ack) = raw_hello(&node_identity(&ca, 2), 3, &node).await;
+    assert!(!ack.accepted);
+    assert!(ack.reason.contains("node 3"), "{}", ack.reason);
+    // So is a hello addressed to another node.
+    let (_endpoint, _conn, ack) = raw_hello_to(&node_identity(&ca, 2), 2, 5, &node).await;
+    assert!(!ack.accepted);
+    assert!(ack.reason.contains("addressed to node 5"), "{}", ack.reason);
+    wait_until("three refusals", || node.stats().connections_refused >= 3).await;
     assert!(!node.is_connected(2) && !node.is_connected(3));
     node.shutdown().await;
-    impostor.shutdown().await;
-    liar.shutdown().await;
 }
 
-/// Connects to `target` as node `id` with a raw quinn endpoint and completes the hello.
-async fn raw_peer(
-    ca: &ClusterCa,
-    id: u64,
+#[tokio::test]
+async fn a_transport_refuses_to_start_with_another_nodes_certificate() {
+    let ca = ClusterCa::generate("mismatch").unwrap();
+    let error = PeerTransport::bind(fast_config(3, node_identity(&ca, 2), loopback()))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, PeerError::Tls(_)), "{error}");
+    assert!(error.to_string().contains("node 3"), "{error}");
+    let error = PeerTransport::bind(fast_config(1, client_identity(&ca), loopback()))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, PeerError::Tls(_)), "{error}");
+}
+
+/// Connects to `target` with `identity`, claiming to be node `from`, and returns the answer to
+/// the hello.
+async fn raw_hello(
+    identity: &TlsIdentity,
+    from: u64,
     target: &PeerTransport,
-) -> (quinn::Endpoint, quinn::Connection) {
-    let (endpoint, config) = raw_peer_endpoint(&node_identity(ca, id));
+) -> (quinn::Endpoint, quinn::Connection, PeerHelloAck) {
+    raw_hello_to(identity, from, target.node_id(), target).await
+}
+
+async fn raw_hello_to(
+    identity: &TlsIdentity,
+    from: u64,
+    to: u64,
+    target: &PeerTransport,
+) -> (quinn::Endpoint, quinn::Connection, PeerHelloAck) {
+    let (endpoint, config) = raw_peer_endpoint(identity);
     let conn = endpoint
         .connect_with(
             config,
@@ -136,8 +151,8 @@ async fn raw_peer(
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let hello = shoal_net::encode(&PeerHello {
         version: PROTOCOL_VERSION,
-        from: id,
-        to: target.node_id(),
+        from,
+        to,
     })
     .unwrap();
     frame::write_frame(&mut send, &hello, HELLO_MAX_BYTES)
@@ -149,6 +164,16 @@ async fn raw_peer(
         .unwrap()
         .unwrap();
     let ack: PeerHelloAck = shoal_net::decode(&ack).unwrap();
+    (endpoint, conn, ack)
+}
+
+/// Connects to `target` as node `id` with a raw quinn endpoint and completes the hello.
+async fn raw_peer(
+    ca: &ClusterCa,
+    id: u64,
+    target: &PeerTransport,
+) -> (quinn::Endpoint, quinn::Connection) {
+    let (endpoint, conn, ack) = raw_hello(&node_identity(ca, id), id, target).await;
     assert!(ack.accepted, "{}", ack.reason);
     (endpoint, conn)
 }
