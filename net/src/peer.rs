@@ -116,6 +116,9 @@ pub struct PeerTransportConfig {
     pub idle_timeout: Duration,
     /// Keep-alive interval (must be well below `idle_timeout`).
     pub keep_alive_interval: Duration,
+    /// Bound on one [`PeerTransport::send_bulk`] once connected (opening the stream and
+    /// handing the payload to QUIC).
+    pub bulk_send_timeout: Duration,
     /// Whether [`PeerTransport::fault_hook`] acts (tests and chaos only).
     pub enable_fault_hook: bool,
     /// Seed of the fault hook's random drops.
@@ -152,6 +155,7 @@ impl PeerTransportConfig {
             fallback_dial_after: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(10),
             keep_alive_interval: Duration::from_secs(2),
+            bulk_send_timeout: Duration::from_secs(30),
             enable_fault_hook: false,
             fault_seed: 0,
         }
@@ -191,8 +195,8 @@ impl PeerTransportConfig {
         {
             return fail("reconnect_backoff_min/max", "need 0 < min <= max");
         }
-        if self.connect_timeout.is_zero() {
-            return fail("connect_timeout", "must be positive");
+        if self.connect_timeout.is_zero() || self.bulk_send_timeout.is_zero() {
+            return fail("connect_timeout/bulk_send_timeout", "must be positive");
         }
         if self.keep_alive_interval.is_zero() || self.keep_alive_interval >= self.idle_timeout {
             return fail(
@@ -376,6 +380,8 @@ pub struct PeerHello {
     pub from: u64,
     /// The id the dialer means to reach; must be the acceptor's.
     pub to: u64,
+    /// A reachability check ([`PeerTransport::check_peer`]): answered, never used for traffic.
+    pub probe: bool,
 }
 
 /// The acceptor's answer to a [`PeerHello`].
@@ -737,20 +743,27 @@ impl PeerTransport {
             tokio::time::sleep(delay).await;
         }
         let stream_error = |message: String| SendError::Stream { peer, message };
-        let mut stream = conn
-            .open_uni()
+        let transfer = async {
+            let mut stream = conn
+                .open_uni()
+                .await
+                .map_err(|e| stream_error(e.to_string()))?;
+            let _ = stream.set_priority(PRIORITY_BULK);
+            stream
+                .write_all(&[STREAM_BULK])
+                .await
+                .map_err(|e| stream_error(e.to_string()))?;
+            stream
+                .write_all(&frame)
+                .await
+                .map_err(|e| stream_error(e.to_string()))?;
+            stream.finish().map_err(|e| stream_error(e.to_string()))
+        };
+        tokio::time::timeout(config.bulk_send_timeout, transfer)
             .await
-            .map_err(|e| stream_error(e.to_string()))?;
-        let _ = stream.set_priority(PRIORITY_BULK);
-        stream
-            .write_all(&[STREAM_BULK])
-            .await
-            .map_err(|e| stream_error(e.to_string()))?;
-        stream
-            .write_all(&frame)
-            .await
-            .map_err(|e| stream_error(e.to_string()))?;
-        stream.finish().map_err(|e| stream_error(e.to_string()))?;
+            .map_err(|_| {
+                stream_error(format!("timed out after {:?}", config.bulk_send_timeout))
+            })??;
         shared.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -763,7 +776,7 @@ impl PeerTransport {
             .link(peer)
             .ok_or(PeerError::UnknownPeer { peer })?;
         let addr = link.addr().ok_or(PeerError::UnknownPeer { peer })?;
-        let conn = dial(&self.shared, peer, addr).await?;
+        let conn = dial(&self.shared, peer, addr, true).await?;
         conn.close(VarInt::from_u32(close_code::CHECK_DONE), b"check done");
         Ok(())
     }
@@ -933,7 +946,7 @@ async fn obtain_connection(
         let fallback_due =
             alone_since.elapsed() >= shared.config.fallback_dial_after && !link.queue_is_empty();
         if let Some(addr) = addr.filter(|_| dialer || fallback_due) {
-            match dial(shared, peer, addr).await {
+            match dial(shared, peer, addr, false).await {
                 Ok(conn) => {
                     backoff.reset();
                     install_connection(shared, link, conn.clone());
@@ -1030,9 +1043,14 @@ async fn pump(shared: &Arc<Shared>, link: &Arc<Link>, conn: &Connection) -> Resu
 }
 
 /// Dials `peer` at `addr` and runs the hello. Bounded by `connect_timeout`.
-async fn dial(shared: &Arc<Shared>, peer: u64, addr: SocketAddr) -> Result<Connection, PeerError> {
+async fn dial(
+    shared: &Arc<Shared>,
+    peer: u64,
+    addr: SocketAddr,
+    probe: bool,
+) -> Result<Connection, PeerError> {
     let timeout = shared.config.connect_timeout;
-    match tokio::time::timeout(timeout, dial_inner(shared, peer, addr)).await {
+    match tokio::time::timeout(timeout, dial_inner(shared, peer, addr, probe)).await {
         Ok(result) => result,
         Err(_) => Err(PeerError::Connect {
             peer,
@@ -1046,6 +1064,7 @@ async fn dial_inner(
     shared: &Arc<Shared>,
     peer: u64,
     addr: SocketAddr,
+    probe: bool,
 ) -> Result<Connection, PeerError> {
     let node = shared.config.node_id;
     let connect_error = |message: String| PeerError::Connect {
@@ -1064,7 +1083,7 @@ async fn dial_inner(
     let conn = connecting
         .await
         .map_err(|e| connect_error(describe_connection_error(&e)))?;
-    match send_hello(&conn, node, peer).await {
+    match send_hello(&conn, node, peer, probe).await {
         Ok(()) => {}
         Err(error) => {
             // In TLS 1.3 the dialer's handshake completes before the acceptor has checked the
@@ -1081,7 +1100,7 @@ async fn dial_inner(
     Ok(conn)
 }
 
-async fn send_hello(conn: &Connection, node: u64, peer: u64) -> Result<(), PeerError> {
+async fn send_hello(conn: &Connection, node: u64, peer: u64, probe: bool) -> Result<(), PeerError> {
     let hello_error = |message: String| PeerError::Hello { peer, message };
     let (mut send, mut recv) = conn
         .open_bi()
@@ -1091,6 +1110,7 @@ async fn send_hello(conn: &Connection, node: u64, peer: u64) -> Result<(), PeerE
         version: PROTOCOL_VERSION,
         from: node,
         to: peer,
+        probe,
     })
     .map_err(|e| hello_error(e.to_string()))?;
     frame::write_frame(&mut send, &hello, HELLO_MAX_BYTES)
@@ -1179,7 +1199,12 @@ async fn handle_connection(shared: Arc<Shared>, conn: Connection) {
             match tokio::time::timeout(shared.config.connect_timeout, accept_hello(&shared, &conn))
                 .await
             {
-                Ok(Ok(peer)) => {
+                Ok(Ok((peer, true))) => {
+                    debug!(node, peer, %remote, "answered a peer probe");
+                    // Keep the connection until the prober has read the answer and closed it.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+                }
+                Ok(Ok((peer, false))) => {
                     info!(node, peer, %remote, "accepted peer connection");
                     let link = ensure_link(&shared, peer);
                     install_connection(&shared, &link, conn);
@@ -1218,7 +1243,7 @@ async fn handle_connection(shared: Arc<Shared>, conn: Connection) {
 
 /// Reads and checks the dialer's hello, answers it, and returns the authenticated peer id.
 /// On refusal the refusal is sent to the dialer and the reason returned.
-async fn accept_hello(shared: &Arc<Shared>, conn: &Connection) -> Result<u64, String> {
+async fn accept_hello(shared: &Arc<Shared>, conn: &Connection) -> Result<(u64, bool), String> {
     let node = shared.config.node_id;
     let (mut send, mut recv) = conn
         .accept_bi()
@@ -1263,7 +1288,7 @@ async fn accept_hello(shared: &Arc<Shared>, conn: &Connection) -> Result<u64, St
         let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
         return Err(format!("peer claiming node {}: {reason}", hello.from));
     }
-    Ok(hello.from)
+    Ok((hello.from, hello.probe))
 }
 
 /// Accepts the peer's unidirectional streams on `conn` and reads each.

@@ -360,3 +360,30 @@ async fn slow_consumer_pushes_back_without_loss_within_the_queue_bound() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn check_peer_probes_without_disturbing_the_connection() {
+    init_tracing();
+    let ca = ClusterCa::generate("probe").unwrap();
+    let mut nodes = mesh(&ca, 2).await;
+    let (b, mut b_rx) = nodes.pop().unwrap();
+    let (a, mut a_rx) = nodes.pop().unwrap();
+    send_until_received(&a, 2, &mut b_rx.peer_messages, b"connected").await;
+    a.check_peer(2).await.unwrap();
+    b.check_peer(1).await.unwrap();
+    // The probes were answered and closed; the pair still has its one connection.
+    for i in 0u32..50 {
+        b.send(1, Bytes::from(i.to_le_bytes().to_vec())).unwrap();
+    }
+    for i in 0u32..50 {
+        assert_eq!(
+            recv(&mut a_rx.peer_messages).await.payload,
+            &i.to_le_bytes()[..]
+        );
+    }
+    assert_eq!(a.stats().peer_connections, 1);
+    assert_eq!(b.stats().peer_connections, 1);
+    assert!(a.is_connected(2) && b.is_connected(1));
+    a.shutdown().await;
+    b.shutdown().await;
+}

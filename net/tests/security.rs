@@ -153,6 +153,7 @@ async fn raw_hello_to(
         version: PROTOCOL_VERSION,
         from,
         to,
+        probe: false,
     })
     .unwrap();
     frame::write_frame(&mut send, &hello, HELLO_MAX_BYTES)
