@@ -20,11 +20,12 @@
 //!
 //! # Durability
 //! One fjall batch per `apply` call holds the changes, the applied index and the
-//! exactly-once table. It is written to the OS, not fsynced (see [`Durability`]): the Raft
+//! exactly-once records of the clients it served (one key per client, see `clients`). It is written to the OS, not fsynced (see [`Durability`]): the Raft
 //! WAL is the durable source, and the driver re-applies the entries after
 //! [`shoal_engine::StateMachine::applied_index`] at start-up.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod clients;
 mod codec;
 pub mod error;
 mod keys;

@@ -47,8 +47,6 @@ impl MetaRec {
 
 /// Key of [`MetaRec`] in the meta keyspace.
 pub(crate) const META_STATE_KEY: &[u8] = b"state";
-/// Key of the client-session table in the meta keyspace.
-pub(crate) const META_SESSIONS_KEY: &[u8] = b"sessions";
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AccountRec {

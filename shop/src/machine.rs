@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use fjall::{PersistMode, Readable};
 use rkyv::{Archive, Deserialize, Serialize};
-use shoal_engine::{ClientSessions, Command, Dedup, SnapshotImage, StateMachine};
+use shoal_engine::{Command, Dedup, SnapshotImage, StateMachine};
 
 use crate::ShopError;
+use crate::clients::ClientTable;
 use crate::codec;
 use crate::error::StoreError;
-use crate::logic::{self, META_SESSIONS_KEY, META_STATE_KEY, MetaRec};
+use crate::logic::{self, META_STATE_KEY, MetaRec};
 use crate::store::{Ks, Store, Txn};
 use crate::types::{Reply, encode_reply};
 
@@ -67,7 +68,7 @@ pub struct Shop {
     /// Earlier generations still read by a snapshot being written; removed when free.
     retired: Vec<Arc<Store>>,
     meta: MetaRec,
-    sessions: ClientSessions,
+    sessions: ClientTable,
     config: ShopConfig,
     /// Set when a batch failed to commit: memory and disk may disagree, refuse everything.
     poisoned: bool,
@@ -114,16 +115,12 @@ fn write_current(root: &Path, generation: u64) -> Result<(), StoreError> {
     sync_dir(root)
 }
 
-fn load_state(store: &Store, capacity: usize) -> Result<(MetaRec, ClientSessions), StoreError> {
+fn load_state(store: &Store, capacity: usize) -> Result<(MetaRec, ClientTable), StoreError> {
     let txn = Txn::new(store);
     let meta = txn
         .get_rec::<MetaRec>(Ks::Meta, META_STATE_KEY)?
         .unwrap_or_else(MetaRec::fresh);
-    let sessions = match txn.get(Ks::Meta, META_SESSIONS_KEY)? {
-        Some(bytes) => ClientSessions::decode(&bytes)
-            .map_err(|e| StoreError::corrupt(format!("client sessions: {e}")))?,
-        None => ClientSessions::new(capacity),
-    };
+    let sessions = ClientTable::load(&txn, capacity)?;
     Ok((meta, sessions))
 }
 
@@ -185,6 +182,11 @@ impl Shop {
         self.meta.applied_term
     }
 
+    /// How many clients the exactly-once table remembers.
+    pub fn remembered_clients(&self) -> usize {
+        self.sessions.len()
+    }
+
     /// Forces every applied batch to disk (fsync).
     pub fn sync(&self) -> Result<(), StoreError> {
         self.current.sync()
@@ -226,7 +228,7 @@ impl Shop {
         store: &Store,
         index: u64,
         input: &mut dyn Read,
-    ) -> Result<(MetaRec, ClientSessions), StoreError> {
+    ) -> Result<(MetaRec, ClientTable), StoreError> {
         let mut reader = FrameReader::new(input);
         let header = reader.read_header()?;
         if header != SNAPSHOT_MAGIC {
@@ -376,8 +378,13 @@ impl StateMachine for Shop {
                     let bytes = encode_reply(&reply);
                     // Later commands of this batch must see the record (a retry in the
                     // same batch is a duplicate).
-                    self.sessions
-                        .record(command.client_id, command.seq, command.index, &bytes);
+                    self.sessions.record(
+                        &mut txn,
+                        command.client_id,
+                        command.seq,
+                        command.index,
+                        &bytes,
+                    );
                     bytes
                 }
             };
@@ -389,10 +396,6 @@ impl StateMachine for Shop {
         writes.insert(
             (Ks::Meta, META_STATE_KEY.to_vec()),
             Some(codec::encode(&meta)),
-        );
-        writes.insert(
-            (Ks::Meta, META_SESSIONS_KEY.to_vec()),
-            Some(self.sessions.encode()),
         );
         let durability = match self.config.durability {
             Durability::Buffered => PersistMode::Buffer,

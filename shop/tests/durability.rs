@@ -223,19 +223,36 @@ fn take_snapshot(shop: &mut Shop) -> (u64, Vec<u8>) {
 fn snapshot_restored_into_a_fresh_dir_gives_identical_answers() {
     let mut h = Harness::new();
     let (carl, olga) = populate(&mut h);
+    // A client's last request, to be retried after the restore.
+    let cas = Request::KvCas {
+        key: "once".into(),
+        expected: None,
+        new: "1".into(),
+    };
+    assert_eq!(h.propose_as(5, 3, cas.clone()), Ok(Response::Done));
     let before = fingerprint(&h, &carl, &olga);
     let (index, bytes) = take_snapshot(h.shop());
     assert_eq!(index, h.index);
+    assert_eq!(h.shop().remembered_clients(), 1);
 
     let mut fresh = Harness::new();
     fresh.now = h.now;
     fresh.shop().restore(index, &mut bytes.as_slice()).unwrap();
     assert_eq!(fresh.shop().applied_index(), index);
+    assert_eq!(
+        fresh.shop().remembered_clients(),
+        h.shop().remembered_clients()
+    );
     assert_eq!(fingerprint(&fresh, &carl, &olga), before);
     // Survives a reopen, and goes on applying from there with the same ids.
     fresh.reopen();
     assert_eq!(fingerprint(&fresh, &carl, &olga), before);
     fresh.index = index;
+    assert_eq!(
+        fresh.propose_as(5, 3, cas),
+        Ok(Response::Done),
+        "deduplicated after restore"
+    );
     let a = h.act(
         &olga,
         Action::CreateStore {
