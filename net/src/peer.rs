@@ -61,6 +61,9 @@ pub const STREAM_ORDERED: u8 = 0x01;
 pub const STREAM_BULK: u8 = 0x02;
 const PRIORITY_ORDERED: i32 = 10;
 const PRIORITY_BULK: i32 = -10;
+/// A connection that carried traffic this long counts as a success for reconnect backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(1);
+
 /// Most connection attempts quinn holds before they are accepted.
 const MAX_INCOMING: usize = 1024;
 
@@ -912,15 +915,21 @@ async fn run_link(shared: Arc<Shared>, link: Arc<Link>) {
     );
     loop {
         let conn = obtain_connection(&shared, &link, &mut backoff).await;
-        match pump(&shared, &link, &conn).await {
+        let started = Instant::now();
+        let result = pump(&shared, &link, &conn).await;
+        // A connection or stream that lived a while resets the backoff; one that failed at once
+        // keeps growing it, so a peer that accepts and then drops us is not redialed in a loop.
+        if started.elapsed() >= STABLE_AFTER {
+            backoff.reset();
+        }
+        match result {
             Ok(()) => {}
             Err(error) => {
                 debug!(node, peer, %error, "ordered stream ended");
                 if conn.close_reason().is_some() {
                     link.clear_if_current(&conn);
-                } else {
-                    // The stream failed but the connection lives (the peer stopped the stream):
-                    // open a new stream after a pause.
+                }
+                if started.elapsed() < STABLE_AFTER || conn.close_reason().is_none() {
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
@@ -938,6 +947,7 @@ async fn obtain_connection(
     let dialer = node < peer;
     let mut rx = link.conn.subscribe();
     let mut alone_since = Instant::now();
+    let mut failures = 0u64;
     loop {
         if let Some(conn) = link.live_connection() {
             return conn;
@@ -948,14 +958,23 @@ async fn obtain_connection(
         if let Some(addr) = addr.filter(|_| dialer || fallback_due) {
             match dial(shared, peer, addr, false).await {
                 Ok(conn) => {
-                    backoff.reset();
+                    if failures > 0 {
+                        info!(node, peer, %addr, failures, "reconnected to peer");
+                    }
                     install_connection(shared, link, conn.clone());
                     return conn;
                 }
                 Err(error) => {
                     shared.stats.dials_failed.fetch_add(1, Ordering::Relaxed);
+                    failures += 1;
                     let delay = backoff.next_delay();
-                    warn!(node, peer, %addr, %error, retry_in_ms = delay.as_millis() as u64, "dial failed");
+                    let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                    // A peer that is down fails every dial: warn on the first and then rarely.
+                    if failures == 1 || failures.is_multiple_of(50) {
+                        warn!(node, peer, %addr, %error, failures, retry_in_ms, "dial failed");
+                    } else {
+                        debug!(node, peer, %addr, %error, failures, retry_in_ms, "dial failed");
+                    }
                     // Wake early if the peer dials us meanwhile.
                     let _ = tokio::time::timeout(delay, rx.changed()).await;
                     alone_since = Instant::now();
