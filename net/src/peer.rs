@@ -1389,3 +1389,60 @@ async fn read_stream(shared: Arc<Shared>, peer: u64, mut recv: quinn::RecvStream
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stays_bounded() {
+        let min = Duration::from_millis(40);
+        let max = Duration::from_millis(1000);
+        let mut backoff = Backoff::new(min, max);
+        let mut ceiling = min;
+        for _ in 0..20 {
+            let delay = backoff.next_delay();
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "{delay:?} not in [{:?}, {ceiling:?}]",
+                ceiling / 2
+            );
+            ceiling = (ceiling * 2).min(max);
+        }
+        backoff.reset();
+        assert!(backoff.next_delay() <= min);
+    }
+
+    #[test]
+    fn config_validation_names_the_field() {
+        let ca = crate::ClusterCa::generate("cfg").unwrap();
+        let issued = ca.issue_node_cert(1, &[]).unwrap();
+        let identity = TlsIdentity::from_issued(ca.cert_pem(), &issued).unwrap();
+        let mut config = PeerTransportConfig::new(1, "127.0.0.1:0".parse().unwrap(), identity);
+        config.validate().unwrap();
+        config.keep_alive_interval = config.idle_timeout;
+        let error = config.validate().unwrap_err();
+        assert_eq!(error.field, "keep_alive_interval");
+        config.keep_alive_interval = Duration::from_secs(1);
+        config.queue_max_bytes = config.max_frame_bytes - 1;
+        assert!(config.validate().is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Fuzz: hello decoding never panics on arbitrary bytes.
+        #[test]
+        fn arbitrary_hello_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = codec::decode::<PeerHello>(&bytes);
+            let _ = codec::decode::<PeerHelloAck>(&bytes);
+        }
+
+        #[test]
+        fn hello_round_trips(version in any::<u32>(), from in any::<u64>(), to in any::<u64>(), probe in any::<bool>()) {
+            let hello = PeerHello { version, from, to, probe };
+            prop_assert_eq!(codec::decode::<PeerHello>(&codec::encode(&hello).unwrap()).unwrap(), hello);
+        }
+    }
+}
