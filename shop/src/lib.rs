@@ -10,6 +10,7 @@
 //!   (validation, argon2 hashing and verification, session tokens, timestamps).
 //! - [`Shop`] ([`machine`]): the [`shoal_engine::StateMachine`] implementation, its
 //!   on-disk layout, snapshots and restore.
+//! - [`json`]: the `--json` documents of SPEC §3 for every reply.
 //! - [`money`]: `12.34` ⇄ cents. [`validate`]: the field rules and the bounds.
 //! - `logic` (private): what each request does; `store` (private): fjall and the
 //!   read-your-writes overlay of an apply batch; `keys` (private): the key layout.
@@ -28,6 +29,7 @@
 mod clients;
 mod codec;
 pub mod error;
+pub mod json;
 mod keys;
 mod logic;
 pub mod machine;
