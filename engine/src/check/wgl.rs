@@ -38,7 +38,7 @@ pub(crate) enum SearchResult {
 }
 
 /// An operation reduced to what the model needs, values interned (`ABSENT` is 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
     Read(u32),
     Write(u32),
@@ -306,7 +306,11 @@ pub(crate) fn search(ops: &[&Op], budget: u64) -> (SearchResult, u64) {
 }
 
 /// The order in which the search tries the candidates of a configuration.
-const CLASSES: usize = 4;
+const CLASSES: usize = 5;
+/// Determinate writes of unseen values: only the candidate that must complete first is tried.
+const UNSEEN_WRITES: usize = 1;
+/// Indeterminate operations: of identical ones, only the earliest-invoked is tried.
+const INDETERMINATE: usize = 4;
 
 /// An operation's trial class: operations that do not change the register first (when one
 /// fits the current value, taking it next is never wrong, so it is forced); then writes of
@@ -315,9 +319,10 @@ const CLASSES: usize = 4;
 fn class(kind: Kind) -> usize {
     match kind {
         Kind::Read(_) | Kind::CasFail { .. } => 0,
-        Kind::Write(UNSEEN) | Kind::CasOk { new: UNSEEN, .. } => 1,
-        Kind::Write(_) | Kind::CasOk { .. } => 2,
-        Kind::InfoWrite(_) | Kind::InfoCas { .. } => 3,
+        Kind::Write(UNSEEN) => UNSEEN_WRITES,
+        Kind::CasOk { new: UNSEEN, .. } => 2,
+        Kind::Write(_) | Kind::CasOk { .. } => 3,
+        Kind::InfoWrite(_) | Kind::InfoCas { .. } => INDETERMINATE,
     }
 }
 
@@ -345,6 +350,14 @@ struct Search {
     /// `NIL` for indeterminate operations, which never return.
     return_node: Vec<usize>,
     determinate: usize,
+    /// Derived orderings (see [`Precedence`]).
+    precedence: Precedence,
+    /// Per operation: its completion (`u64::MAX` if indeterminate).
+    complete: Vec<u64>,
+    /// Per indeterminate operation: its group of identical operations and its place in the
+    /// group by invocation. Identical indeterminate operations are interchangeable, and the
+    /// earliest-invoked can stand in for any later one, so a group is linearized in order.
+    group: Vec<(usize, usize)>,
 }
 
 impl Search {
@@ -370,7 +383,28 @@ impl Search {
             call_node: vec![NIL; entries.len()],
             return_node: vec![NIL; entries.len()],
             determinate: entries.iter().filter(|entry| !entry.kind.is_info()).count(),
+            precedence: Precedence::new(entries),
+            complete: entries.iter().map(|entry| entry.complete).collect(),
+            group: vec![(NIL, 0); entries.len()],
         };
+        let mut groups: HashMap<Kind, usize> = HashMap::new();
+        let mut by_invoke: Vec<(u64, usize)> = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| entry.kind.is_info())
+            .map(|(op, entry)| (entry.invoke, op))
+            .collect();
+        by_invoke.sort_unstable();
+        let mut sizes: Vec<usize> = Vec::new();
+        for (_, op) in by_invoke {
+            let next = groups.len();
+            let group = *groups.entry(entries[op].kind).or_insert(next);
+            if group == sizes.len() {
+                sizes.push(0);
+            }
+            search.group[op] = (group, sizes[group]);
+            sizes[group] += 1;
+        }
         for (position, &(_, which, op)) in events.iter().enumerate() {
             let node = position + 1;
             search.node_op[node] = op;
@@ -384,6 +418,58 @@ impl Search {
             search.next[node - 1] = node;
         }
         search
+    }
+
+    /// Of the unseen-value writes that may be linearized next, the one that completes first.
+    /// Those writes are interchangeable but for their deadlines: in any linearization from
+    /// here, the first of them taken can be swapped with the one due first (it is a candidate
+    /// now, and whatever had to follow the other follows it too). So it alone is tried.
+    fn earliest_unseen_write(&self) -> usize {
+        let mut best = NIL;
+        let mut cursor = self.next[HEAD];
+        while cursor != NIL && self.node_is_call[cursor] {
+            let op = self.node_op[cursor];
+            if self.classes[op] == UNSEEN_WRITES
+                && (best == NIL || (self.complete[op], op) < (self.complete[best], best))
+            {
+                best = op;
+            }
+            cursor = self.next[cursor];
+        }
+        best
+    }
+
+    /// Whether indeterminate `op`, taken now and leaving the register at `after`, could be
+    /// immediately followed by a candidate that needs it: one that observes `after`, or a
+    /// mismatching compare-and-set that needs a value other than the current one.
+    ///
+    /// Only such placements need trying: in a linearization, an indeterminate operation
+    /// followed by a write (or by nothing) can be left out, and one followed by a no-op
+    /// indeterminate compare-and-set can be too, with it. Any other follower must fit
+    /// `after`. And that follower is a candidate already (an indeterminate operation has no
+    /// return, so taking it does not admit new candidates).
+    fn has_beneficiary(&self, op: usize, after: u32) -> bool {
+        let mut cursor = self.next[HEAD];
+        while cursor != NIL && self.node_is_call[cursor] {
+            let other = self.node_op[cursor];
+            cursor = self.next[cursor];
+            if other == op {
+                continue;
+            }
+            let benefits = match self.kinds[other] {
+                Kind::Read(value)
+                | Kind::CasOk {
+                    expected: value, ..
+                } => value == after,
+                Kind::InfoCas { expected, .. } => expected == after,
+                Kind::CasFail { expected } => expected != after,
+                Kind::Write(_) | Kind::InfoWrite(_) => false,
+            };
+            if benefits {
+                return true;
+            }
+        }
+        false
     }
 
     fn unlink(&mut self, node: usize) {
@@ -434,6 +520,11 @@ impl Search {
         for &class in &self.classes {
             left[class] += 1;
         }
+        // Per group of identical indeterminate operations: how many are linearized.
+        let mut taken: Vec<usize> =
+            vec![0; self.group.iter().filter(|(group, _)| *group != NIL).count()];
+        // The one unseen-value write to try at this configuration.
+        let mut pick = NIL;
         let mut state = ABSENT;
         let mut done = 0usize;
         let mut class = 0usize;
@@ -453,6 +544,9 @@ impl Search {
                     Some(next) => {
                         class = next;
                         cursor = self.next[HEAD];
+                        if class == UNSEEN_WRITES {
+                            pick = self.earliest_unseen_write();
+                        }
                         continue;
                     }
                     None => true,
@@ -465,6 +559,21 @@ impl Search {
                 }
                 let kind = self.kinds[op];
                 let forced = class == 0;
+                let eligible = match class {
+                    UNSEEN_WRITES => op == pick,
+                    INDETERMINATE => {
+                        let (group, place) = self.group[op];
+                        taken[group] == place
+                            && kind
+                                .step(state)
+                                .is_some_and(|after| self.has_beneficiary(op, after))
+                    }
+                    _ => self.precedence.ready(op),
+                };
+                if !eligible {
+                    cursor = self.next[cursor];
+                    continue;
+                }
                 match kind.step(state) {
                     Some(next_state) => {
                         key[op / 64] |= 1 << (op % 64);
@@ -485,6 +594,10 @@ impl Search {
                             state = next_state;
                             self.lift(op);
                             left[self.classes[op]] -= 1;
+                            self.precedence.linearized(op, true);
+                            if kind.is_info() {
+                                taken[self.group[op].0] += 1;
+                            }
                             if !kind.is_info() {
                                 done += 1;
                             }
@@ -511,15 +624,115 @@ impl Search {
                 state = choice.state;
                 self.unlift(op);
                 left[self.classes[op]] += 1;
+                self.precedence.linearized(op, false);
+                if self.kinds[op].is_info() {
+                    taken[self.group[op].0] -= 1;
+                }
                 if !self.kinds[op].is_info() {
                     done -= 1;
                 }
                 if !choice.forced {
                     class = choice.class;
                     cursor = self.next[self.call_node[op]];
+                    pick = op;
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Orderings every linearization obeys, derived from reads: if `w` is the only operation that
+/// may write `v`, and a determinate operation observing `v` begins after a determinate write
+/// `x` of another value completed, then `x` precedes `w` (both precede the observer, and no
+/// other value may be written between `w` and it). Taking the latest-invoked observer of each
+/// value gives, for `w`, a prefix (by completion) of the determinate writes, which must all be
+/// linearized before `w` may be.
+struct Precedence {
+    /// Per operation: its position among determinate writes ordered by completion, or `NIL`.
+    rank: Vec<usize>,
+    /// Per operation: how many determinate writes (by that order) must precede it, and how
+    /// many of those are itself (0 or 1).
+    required: Vec<Option<(usize, usize)>>,
+    /// A Fenwick tree counting linearized determinate writes by rank.
+    tree: Vec<usize>,
+}
+
+impl Precedence {
+    fn new(entries: &[Entry]) -> Precedence {
+        let mut writes: Vec<(u64, usize)> = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| !entry.kind.is_info() && entry.kind.writes().is_some())
+            .map(|(op, entry)| (entry.complete, op))
+            .collect();
+        writes.sort_unstable();
+        let mut rank = vec![NIL; entries.len()];
+        for (position, &(_, op)) in writes.iter().enumerate() {
+            rank[op] = position;
+        }
+        let mut writers: HashMap<u32, (usize, usize)> = HashMap::new();
+        let mut latest_observer: HashMap<u32, u64> = HashMap::new();
+        for (op, entry) in entries.iter().enumerate() {
+            if let Some(value) = entry.kind.writes() {
+                let (count, _) = writers.entry(value).or_insert((0, op));
+                *count += 1;
+            }
+            if let Some(value) = entry.kind.observes()
+                && !entry.kind.is_info()
+            {
+                let latest = latest_observer.entry(value).or_insert(0);
+                *latest = (*latest).max(entry.invoke);
+            }
+        }
+        let mut required = vec![None; entries.len()];
+        for (value, &(count, op)) in &writers {
+            if count != 1 || *value == UNSEEN || *value == ABSENT {
+                continue;
+            }
+            let Some(&observer_invoke) = latest_observer.get(value) else {
+                continue;
+            };
+            let before = writes.partition_point(|&(complete, _)| complete < observer_invoke);
+            let itself = usize::from(rank[op] < before);
+            if before > itself {
+                required[op] = Some((before, itself));
+            }
+        }
+        Precedence {
+            rank,
+            required,
+            tree: vec![0; writes.len() + 1],
+        }
+    }
+
+    /// Whether every write that must precede `op` is linearized.
+    fn ready(&self, op: usize) -> bool {
+        let Some((before, itself)) = self.required[op] else {
+            return true;
+        };
+        let mut index = before;
+        let mut done = 0;
+        while index > 0 {
+            done += self.tree[index];
+            index &= index - 1;
+        }
+        done + itself == before
+    }
+
+    /// Records that `op` was linearized (or undone).
+    fn linearized(&mut self, op: usize, added: bool) {
+        if self.rank[op] == NIL {
+            return;
+        }
+        let mut index = self.rank[op] + 1;
+        while index < self.tree.len() {
+            if added {
+                self.tree[index] += 1;
+            } else {
+                self.tree[index] -= 1;
+            }
+            index += index & index.wrapping_neg();
         }
     }
 }
