@@ -202,6 +202,44 @@ impl FaultHook {
     }
 }
 
+/// A fault-hook change as a wire-friendly value, for an admin request that drives a node's hook
+/// from outside (`shoal chaos`). Apply it with [`FaultHook::apply`].
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
+pub enum FaultCommand {
+    /// [`FaultHook::isolate`].
+    Isolate(Vec<u64>),
+    /// [`FaultHook::block_outbound`].
+    BlockOutbound(u64),
+    /// [`FaultHook::block_inbound`].
+    BlockInbound(u64),
+    /// [`FaultHook::unblock`].
+    Unblock(u64),
+    /// [`FaultHook::set_drop_probability`].
+    SetDropProbability(f64),
+    /// [`FaultHook::set_delay`], in milliseconds.
+    SetDelayMillis(u64),
+    /// [`FaultHook::heal`].
+    Heal,
+}
+
+impl FaultHook {
+    /// Applies `command`. Returns whether the hook is enabled (a disabled hook ignores it).
+    pub fn apply(&self, command: &FaultCommand) -> bool {
+        match command {
+            FaultCommand::Isolate(peers) => self.isolate(peers),
+            FaultCommand::BlockOutbound(peer) => self.block_outbound(*peer),
+            FaultCommand::BlockInbound(peer) => self.block_inbound(*peer),
+            FaultCommand::Unblock(peer) => self.unblock(*peer),
+            FaultCommand::SetDropProbability(probability) => {
+                self.set_drop_probability(*probability)
+            }
+            FaultCommand::SetDelayMillis(millis) => self.set_delay(Duration::from_millis(*millis)),
+            FaultCommand::Heal => self.heal(),
+        }
+        self.is_enabled()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +268,33 @@ mod tests {
         assert!(!hook.should_drop(2, Direction::Outbound));
         assert!(!hook.should_drop(3, Direction::Inbound));
         assert_eq!(hook.settings().dropped, 2);
+    }
+
+    #[test]
+    fn commands_apply_and_round_trip() {
+        let hook = FaultHook::enabled(3);
+        let commands = [
+            FaultCommand::Isolate(vec![4, 5]),
+            FaultCommand::BlockOutbound(6),
+            FaultCommand::BlockInbound(7),
+            FaultCommand::Unblock(5),
+            FaultCommand::SetDropProbability(0.25),
+            FaultCommand::SetDelayMillis(30),
+        ];
+        for command in &commands {
+            let bytes = crate::codec::encode(command).unwrap();
+            let decoded: FaultCommand = crate::codec::decode(&bytes).unwrap();
+            assert_eq!(&decoded, command);
+            assert!(hook.apply(&decoded));
+        }
+        let settings = hook.settings();
+        assert_eq!(settings.blocked_outbound, vec![4, 6]);
+        assert_eq!(settings.blocked_inbound, vec![4, 7]);
+        assert_eq!(settings.drop_probability, 0.25);
+        assert_eq!(settings.delay, Duration::from_millis(30));
+        hook.apply(&FaultCommand::Heal);
+        assert!(hook.settings().blocked_inbound.is_empty());
+        assert!(!FaultHook::disabled().apply(&FaultCommand::Heal));
     }
 
     #[test]

@@ -27,10 +27,10 @@ pub mod tls;
 
 pub use client::{Client, ClientError, ClientOptions};
 pub use codec::{CodecError, decode, encode};
-pub use fault::{FaultHook, FaultSettings};
+pub use fault::{FaultCommand, FaultHook, FaultSettings};
 pub use frame::{DEFAULT_MAX_FRAME_BYTES, FrameError};
 pub use peer::{
-    InboundMessage, Lane, PeerError, PeerTransport, PeerTransportConfig, SendError,
+    InboundMessage, Lane, PeerError, PeerStatus, PeerTransport, PeerTransportConfig, SendError,
     TransportChannels, TransportStats,
 };
 pub use protocol::{ClientRequest, ClientResponse, ReadConsistency, RequestKind};

@@ -330,6 +330,23 @@ pub struct InboundMessage {
     pub lane: Lane,
 }
 
+/// The state of one peer link, for status views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer id.
+    pub peer: u64,
+    /// Its address, when in the address book.
+    pub addr: Option<SocketAddr>,
+    /// Whether a live connection exists.
+    pub connected: bool,
+    /// quinn's round-trip estimate on that connection.
+    pub rtt: Option<Duration>,
+    /// Messages waiting in its queue.
+    pub queued_messages: usize,
+    /// Payload bytes waiting in its queue.
+    pub queued_bytes: usize,
+}
+
 /// Counters of a transport, for metrics and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TransportStats {
@@ -661,6 +678,31 @@ impl PeerTransport {
             .collect();
         peers.sort_unstable_by_key(|(id, _)| *id);
         peers
+    }
+
+    /// One row per known peer: address, connection, queue depth. Sorted by id.
+    pub fn peer_status(&self) -> Vec<PeerStatus> {
+        let links: Vec<Arc<Link>> = lock(&self.shared.links).values().cloned().collect();
+        let mut rows: Vec<PeerStatus> = links
+            .iter()
+            .map(|link| {
+                let (queued_messages, queued_bytes) = {
+                    let queue = lock(&link.queue);
+                    (queue.messages.len(), queue.bytes)
+                };
+                let conn = link.live_connection();
+                PeerStatus {
+                    peer: link.peer_id,
+                    addr: link.addr(),
+                    connected: conn.is_some(),
+                    rtt: conn.map(|c| c.rtt()),
+                    queued_messages,
+                    queued_bytes,
+                }
+            })
+            .collect();
+        rows.sort_unstable_by_key(|row| row.peer);
+        rows
     }
 
     /// Whether a live connection to `peer` exists now.

@@ -212,6 +212,17 @@ async fn full_queue_drops_oldest_and_counts() {
         a.send(1, Bytes::from_static(b"x")),
         Err(SendError::ToSelf { .. })
     ));
+    let status = a.peer_status();
+    assert_eq!(status.len(), 1);
+    assert_eq!(
+        (
+            status[0].peer,
+            status[0].connected,
+            status[0].queued_messages
+        ),
+        (2, false, 10)
+    );
+    assert_eq!(status[0].queued_bytes, 40);
     let too_big = Bytes::from(vec![0u8; shoal_net::DEFAULT_MAX_FRAME_BYTES + 1]);
     assert!(matches!(
         a.send(2, too_big),
