@@ -99,8 +99,8 @@ pub fn response(r: &Response) -> Value {
             order_id,
             total_cents,
         } => json!({"order_id": order_id, "total": format_money(*total_cents)}),
-        Response::Orders { orders } => {
-            json!({"orders": orders.iter().map(order).collect::<Vec<_>>()})
+        Response::Orders { orders, next } => {
+            json!({"orders": orders.iter().map(order).collect::<Vec<_>>(), "next": next})
         }
         Response::Order(o) => order(o),
         Response::Sales { rows } => json!({
@@ -121,7 +121,8 @@ pub fn response(r: &Response) -> Value {
             json!({"key": text(key), "value": value.as_deref().map(text)})
         }
         Response::KvDeleted { existed } => json!({"deleted": existed}),
-        Response::KvEntries { entries } => json!({
+        Response::KvEntries { entries, next } => json!({
+            "next": next.as_deref().map(text),
             "entries": entries.iter().map(|e| json!({"key": text(&e.key), "value": text(&e.value)})).collect::<Vec<_>>(),
         }),
     }

@@ -566,8 +566,14 @@ fn apply_action(
             let prefix = id_key(tag, me);
             let after_key = after.map(|id| pair_key(tag, me, id));
             let entries = txn.scan(Ks::Data, &prefix, after_key.as_deref(), limit as usize)?;
-            let mut messages = Vec::with_capacity(entries.len());
+            let mut messages: Vec<MessageView> = Vec::with_capacity(entries.len());
+            let mut bytes = 0usize;
+            let mut full = false;
             for (key, _) in &entries {
+                if bytes >= validate::MAX_PAGE_BYTES {
+                    full = true;
+                    break;
+                }
                 let message_id = key_id(key, 9, "inbox")?;
                 let Some(message): Option<MessageView> =
                     txn.get_rec(Ks::Data, &id_key(keys::MESSAGE, message_id))?
@@ -584,9 +590,10 @@ fn apply_action(
                     txn.delete(Ks::Data, pair_key(keys::UNREAD, me, message_id));
                 }
                 // The page shows whether each message had been read before this read.
+                bytes += 128 + message.text.len() + message.from_email.len();
                 messages.push(message);
             }
-            let next = if messages.len() == limit as usize {
+            let next = if full || messages.len() == limit as usize {
                 messages.last().map(|m| m.message_id)
             } else {
                 None
@@ -832,17 +839,32 @@ fn answer(txn: &Txn<'_>, query: Query) -> Outcome {
             require_role(&account, Role::Customer, "have a cart")?;
             cart_response(txn, account.account_id)
         }
-        Query::Orders { auth } => {
+        Query::Orders { auth, after, limit } => {
             let account = authenticate(txn, &auth)?;
-            let prefix = id_key(keys::ORDER_BY_ACCOUNT, account.account_id);
-            let mut orders = Vec::new();
-            for (key, _) in txn.scan(Ks::Data, &prefix, None, MAX_PAGE as usize)? {
+            validate::limit(limit)?;
+            let me = account.account_id;
+            let prefix = id_key(keys::ORDER_BY_ACCOUNT, me);
+            let after_key = after.map(|id| pair_key(keys::ORDER_BY_ACCOUNT, me, id));
+            let mut orders: Vec<OrderView> = Vec::new();
+            let mut bytes = 0usize;
+            let mut next = None;
+            for (key, _) in txn.scan(Ks::Data, &prefix, after_key.as_deref(), limit as usize)? {
                 let order_id = key_id(&key, 9, "order index")?;
-                if let Some(order) = txn.get_rec(Ks::Data, &id_key(keys::ORDER, order_id))? {
+                if bytes >= validate::MAX_PAGE_BYTES {
+                    next = orders.last().map(|o| o.order_id);
+                    break;
+                }
+                if let Some(order) =
+                    txn.get_rec::<OrderView>(Ks::Data, &id_key(keys::ORDER, order_id))?
+                {
+                    bytes += 64 + order.lines.iter().map(|l| 64 + l.name.len()).sum::<usize>();
                     orders.push(order);
                 }
             }
-            Ok(Response::Orders { orders })
+            if orders.len() == limit as usize {
+                next = orders.last().map(|o| o.order_id);
+            }
+            Ok(Response::Orders { orders, next })
         }
         Query::Order { auth, order_id } => {
             let account = authenticate(txn, &auth)?;
@@ -903,17 +925,49 @@ fn answer(txn: &Txn<'_>, query: Query) -> Outcome {
             let value = txn.get(Ks::Kv, &key)?;
             Ok(Response::KvValue { key, value })
         }
-        Query::KvScan { prefix, limit } => {
+        Query::KvScan {
+            prefix,
+            after,
+            limit,
+        } => {
             validate::limit(limit)?;
             if prefix.len() > validate::MAX_KEY_BYTES {
                 return Err(ShopError::invalid("prefix", "longer than any key").into());
             }
-            let entries = txn
-                .scan(Ks::Kv, &prefix, None, limit as usize)?
-                .into_iter()
-                .map(|(key, value)| KvEntry { key, value })
-                .collect();
-            Ok(Response::KvEntries { entries })
+            if let Some(after) = &after {
+                validate::key(after).map_err(|e| match e {
+                    ShopError::Invalid { message, .. } => ShopError::invalid("after", message),
+                    other => other,
+                })?;
+            }
+            let mut entries: Vec<KvEntry> = Vec::new();
+            let mut bytes = 0usize;
+            let mut full = false;
+            // Values are at most 64 KiB: read in slices so the byte budget bounds memory too.
+            let mut cursor = after;
+            'pages: while entries.len() < limit as usize {
+                let want = (limit as usize - entries.len()).min(32);
+                let chunk = txn.scan(Ks::Kv, &prefix, cursor.as_deref(), want)?;
+                let exhausted = chunk.len() < want;
+                for (key, value) in chunk {
+                    if bytes + key.len() + value.len() > validate::MAX_PAGE_BYTES {
+                        full = true;
+                        break 'pages;
+                    }
+                    bytes += key.len() + value.len();
+                    cursor = Some(key.clone());
+                    entries.push(KvEntry { key, value });
+                }
+                if exhausted {
+                    break;
+                }
+            }
+            let next = if full || entries.len() == limit as usize {
+                entries.last().map(|e| e.key.clone())
+            } else {
+                None
+            };
+            Ok(Response::KvEntries { entries, next })
         }
     }
 }

@@ -42,7 +42,7 @@ pub struct ShopConfig {
 impl Default for ShopConfig {
     fn default() -> Self {
         ShopConfig {
-            client_sessions_capacity: 100_000,
+            client_sessions_capacity: 20_000,
             durability: Durability::Buffered,
         }
     }

@@ -392,10 +392,14 @@ pub enum Query {
         /// The session.
         auth: Auth,
     },
-    /// The caller's orders, newest last.
+    /// The caller's orders, oldest first.
     Orders {
         /// The session.
         auth: Auth,
+        /// Only orders with an id above this (pagination).
+        after: Option<u64>,
+        /// Page size, 1..=1000.
+        limit: u32,
     },
     /// One order of the caller.
     Order {
@@ -420,6 +424,8 @@ pub enum Query {
     KvScan {
         /// The prefix (empty: all).
         prefix: Vec<u8>,
+        /// Only keys after this one (pagination: the `next` of the previous page).
+        after: Option<Vec<u8>>,
         /// Page size, 1..=1000.
         limit: u32,
     },
@@ -749,8 +755,10 @@ pub enum Response {
     },
     /// Orders, oldest first.
     Orders {
-        /// The orders.
+        /// This page.
         orders: Vec<OrderView>,
+        /// The `after` of the next page, if there may be one.
+        next: Option<u64>,
     },
     /// One order.
     Order(OrderView),
@@ -787,6 +795,8 @@ pub enum Response {
     KvEntries {
         /// Entries in key order.
         entries: Vec<KvEntry>,
+        /// The `after` of the next page, if there may be one.
+        next: Option<Vec<u8>>,
     },
 }
 

@@ -29,6 +29,9 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// Largest page any listing returns.
 pub const MAX_PAGE: u32 = 1000;
+/// Most bytes of keys, values and texts one page carries; a page stops early (with a `next`
+/// cursor) rather than exceed it, so every reply stays far below the decoders' limit.
+pub const MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
 /// Page size when none is asked for.
 pub const DEFAULT_PAGE: u32 = 50;
 /// Longest `users` glob pattern.

@@ -385,8 +385,10 @@ fn account_deletion_removes_cart_sessions_messages_and_keeps_sales() {
         panic!()
     };
     assert!(lines.is_empty());
-    let Ok(Response::Orders { orders }) = h.query(Query::Orders {
+    let Ok(Response::Orders { orders, .. }) = h.query(Query::Orders {
         auth: h.auth(&carl3),
+        after: None,
+        limit: 10,
     }) else {
         panic!()
     };

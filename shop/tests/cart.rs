@@ -226,7 +226,11 @@ fn checkout_is_atomic_when_one_line_is_short() {
     assert_eq!(h.product(hat).stock, 1);
     assert_eq!(cart(&h, &c).0.len(), 2);
     assert!(sales(&h, &olga, None).is_empty());
-    let Ok(Response::Orders { orders }) = h.query(Query::Orders { auth: h.auth(&c) }) else {
+    let Ok(Response::Orders { orders, .. }) = h.query(Query::Orders {
+        auth: h.auth(&c),
+        after: None,
+        limit: 100,
+    }) else {
         panic!()
     };
     assert!(orders.is_empty());
@@ -292,7 +296,11 @@ fn orders_keep_the_price_at_purchase_time_and_sales_add_up() {
     )
     .unwrap();
     h.act(&c, Action::Checkout).unwrap();
-    let Ok(Response::Orders { orders }) = h.query(Query::Orders { auth: h.auth(&c) }) else {
+    let Ok(Response::Orders { orders, .. }) = h.query(Query::Orders {
+        auth: h.auth(&c),
+        after: None,
+        limit: 100,
+    }) else {
         panic!()
     };
     assert_eq!(orders.len(), 2);

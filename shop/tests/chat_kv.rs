@@ -157,10 +157,11 @@ fn kv_put_get_del_cas_scan() {
     assert_eq!(h.propose(cas("c", None, "new")), Ok(Response::Done));
     // Scan by prefix, in key order, limited.
     let scan = |h: &Harness, p: &str, limit| match h.query(Query::KvScan {
+        after: None,
         prefix: p.into(),
         limit,
     }) {
-        Ok(Response::KvEntries { entries }) => entries,
+        Ok(Response::KvEntries { entries, .. }) => entries,
         other => panic!("{other:?}"),
     };
     assert_eq!(
@@ -178,6 +179,31 @@ fn kv_put_get_del_cas_scan() {
     );
     assert_eq!(scan(&h, "", 10).len(), 4);
     assert_eq!(scan(&h, "", 2).len(), 2);
+    // Paging with `after`.
+    let Ok(Response::KvEntries { entries, next }) = h.query(Query::KvScan {
+        prefix: vec![],
+        after: None,
+        limit: 3,
+    }) else {
+        panic!()
+    };
+    assert_eq!(entries.len(), 3);
+    assert_eq!(next.as_deref(), Some(&b"b/1"[..]));
+    let Ok(Response::KvEntries { entries, next }) = h.query(Query::KvScan {
+        prefix: vec![],
+        after: next,
+        limit: 3,
+    }) else {
+        panic!()
+    };
+    assert_eq!(
+        entries,
+        [KvEntry {
+            key: b"c".to_vec(),
+            value: b"new".to_vec()
+        }]
+    );
+    assert_eq!(next, None);
     // Delete.
     assert_eq!(
         h.propose(Request::KvDelete { key: "a/1".into() }),
@@ -203,11 +229,46 @@ fn kv_put_get_del_cas_scan() {
     );
     assert_eq!(
         invalid_field(&h.query(Query::KvScan {
+            after: None,
             prefix: vec![],
             limit: 0
         })),
         "limit"
     );
+}
+
+#[test]
+fn big_pages_stop_at_the_byte_budget_and_resume() {
+    let mut h = Harness::new();
+    for i in 0..60u8 {
+        h.propose(Request::KvPut {
+            key: vec![b'k', i],
+            value: vec![i; 60 * 1024],
+        })
+        .unwrap();
+    }
+    let mut after = None;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let Ok(Response::KvEntries { entries, next }) = h.query(Query::KvScan {
+            prefix: b"k".to_vec(),
+            after: after.clone(),
+            limit: 1000,
+        }) else {
+            panic!()
+        };
+        pages += 1;
+        let bytes: usize = entries.iter().map(|e| e.key.len() + e.value.len()).sum();
+        assert!(bytes <= shoal_shop::validate::MAX_PAGE_BYTES);
+        seen.extend(entries.into_iter().map(|e| e.key[1]));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert!(pages >= 2);
+    assert_eq!(seen, (0..60u8).collect::<Vec<_>>());
 }
 
 #[test]
@@ -240,7 +301,8 @@ fn reads_in_the_same_batch_see_earlier_writes() {
         Ok(Response::KvDeleted { existed: true })
     ));
     assert!(matches!(replies[4], Err(ShopError::CasMismatch { .. })));
-    let Ok(Response::KvEntries { entries }) = h.query(Query::KvScan {
+    let Ok(Response::KvEntries { entries, .. }) = h.query(Query::KvScan {
+        after: None,
         prefix: vec![],
         limit: 10,
     }) else {

@@ -75,7 +75,11 @@ fn fingerprint(h: &Harness, carl: &str, olga: &str) -> Vec<Vec<u8>> {
             ..ProductFilter::default()
         }),
         Query::Cart { auth: h.auth(carl) },
-        Query::Orders { auth: h.auth(carl) },
+        Query::Orders {
+            auth: h.auth(carl),
+            after: None,
+            limit: 100,
+        },
         Query::Sales {
             auth: h.auth(olga),
             store_id: None,
@@ -87,6 +91,7 @@ fn fingerprint(h: &Harness, carl: &str, olga: &str) -> Vec<Vec<u8>> {
             limit: 100,
         },
         Query::KvScan {
+            after: None,
             prefix: vec![],
             limit: 1000,
         },
