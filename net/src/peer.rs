@@ -632,6 +632,11 @@ impl PeerTransport {
         self.shared.config.node_id
     }
 
+    /// The largest payload [`PeerTransport::send`] and [`PeerTransport::send_bulk`] accept.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.shared.config.max_frame_bytes
+    }
+
     /// The address the endpoint is bound to (with the OS-chosen port when bound to port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.shared.endpoint.local_addr()

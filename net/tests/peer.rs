@@ -398,3 +398,34 @@ async fn check_peer_probes_without_disturbing_the_connection() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn isolated_node_is_cut_off_while_the_majority_talks_then_heals() {
+    init_tracing();
+    let ca = ClusterCa::generate("minority").unwrap();
+    let mut nodes = mesh(&ca, 3).await;
+    let (c, mut c_rx) = nodes.pop().unwrap();
+    let (b, mut b_rx) = nodes.pop().unwrap();
+    let (a, mut a_rx) = nodes.pop().unwrap();
+    send_until_received(&a, 3, &mut c_rx.peer_messages, b"c up").await;
+    send_until_received(&c, 2, &mut b_rx.peer_messages, b"c to b").await;
+
+    // Node 3 isolates itself from both others (its hook acts on its sends and receives).
+    let hook = c.fault_hook();
+    hook.isolate(&[1, 2]);
+    a.send(3, Bytes::from_static(b"to the minority")).unwrap();
+    b.send(3, Bytes::from_static(b"to the minority")).unwrap();
+    c.send(1, Bytes::from_static(b"from the minority")).unwrap();
+    wait_until("node 3 dropped all three", || hook.settings().dropped >= 3).await;
+    // The majority still talks.
+    send_until_received(&a, 2, &mut b_rx.peer_messages, b"majority").await;
+    send_until_received(&b, 1, &mut a_rx.peer_messages, b"majority back").await;
+    assert!(c_rx.peer_messages.try_recv().is_err());
+
+    hook.heal();
+    send_until_received(&a, 3, &mut c_rx.peer_messages, b"healed").await;
+    send_until_received(&c, 1, &mut a_rx.peer_messages, b"healed back").await;
+    for transport in [a, b, c] {
+        transport.shutdown().await;
+    }
+}
