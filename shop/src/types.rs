@@ -438,6 +438,23 @@ impl Query {
         matches!(self, Query::Credentials { .. })
     }
 
+    /// Overwrites the time of the query's session check with `now_ms`, the node's clock.
+    pub fn set_now(&mut self, now_ms: u64) {
+        match self {
+            Query::WhoAmI { auth }
+            | Query::Users { auth, .. }
+            | Query::Cart { auth }
+            | Query::Orders { auth, .. }
+            | Query::Order { auth, .. }
+            | Query::Sales { auth, .. } => auth.now_ms = now_ms,
+            Query::Credentials { .. }
+            | Query::Products(_)
+            | Query::Product { .. }
+            | Query::KvGet { .. }
+            | Query::KvScan { .. } => {}
+        }
+    }
+
     /// Encodes the query.
     pub fn encode(&self) -> Vec<u8> {
         codec::encode(self)
@@ -450,6 +467,25 @@ impl Query {
 }
 
 impl Request {
+    /// Whether only a node may build this request (a client-sent one must be refused):
+    /// `CreateSession` is proposed by the node after it verified the password.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Request::CreateSession { .. })
+    }
+
+    /// Overwrites every time the request carries with `now_ms`, the receiving node's clock,
+    /// so a client cannot choose the time its session is checked against.
+    pub fn set_now(&mut self, now_ms: u64) {
+        match self {
+            Request::Signup { now_ms: t, .. } => *t = now_ms,
+            Request::Authed { auth, .. } => auth.now_ms = now_ms,
+            Request::CreateSession { .. }
+            | Request::KvPut { .. }
+            | Request::KvDelete { .. }
+            | Request::KvCas { .. } => {}
+        }
+    }
+
     /// Encodes the request (the Raft entry's payload).
     pub fn encode(&self) -> Vec<u8> {
         codec::encode(self)
@@ -844,6 +880,33 @@ mod tests {
         for bad in ["", "12", "-1", "1-", "a-b", "1-2-3", "+1-2"] {
             assert!(bad.parse::<Cursor>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn node_side_helpers() {
+        let mut r = Request::Authed {
+            auth: Auth::new("t", 1),
+            action: Action::Checkout,
+        };
+        r.set_now(99);
+        assert!(matches!(r, Request::Authed { ref auth, .. } if auth.now_ms == 99));
+        assert!(!r.is_internal());
+        let mut q = Query::Cart {
+            auth: Auth::new("t", 1),
+        };
+        q.set_now(7);
+        assert_eq!(
+            q,
+            Query::Cart {
+                auth: Auth::new("t", 7)
+            }
+        );
+        assert!(
+            Query::Credentials {
+                email: "a@b.c".into()
+            }
+            .is_internal()
+        );
     }
 
     #[test]

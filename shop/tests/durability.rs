@@ -386,3 +386,62 @@ fn corrupted_snapshots_are_refused_and_leave_the_state_intact() {
     target.shop().restore(index, &mut bytes.as_slice()).unwrap();
     assert_eq!(target.shop().applied_index(), index);
 }
+
+/// Child side of `a_killed_process_loses_nothing_it_applied`: applies entries, then aborts
+/// without closing (no destructor, no fsync), as SIGKILL would.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var("SHOAL_SHOP_CRASH_DIR") else {
+        return;
+    };
+    let mut shop = Shop::open(&dir).unwrap();
+    for i in 1..=200u64 {
+        let payload = Request::KvPut {
+            key: format!("k{i:04}").into_bytes(),
+            value: b"v".to_vec(),
+        }
+        .encode();
+        shop.apply(&[Command {
+            index: i,
+            term: 1,
+            client_id: 3,
+            seq: i,
+            payload: &payload,
+        }])
+        .unwrap();
+    }
+    std::process::abort();
+}
+
+#[test]
+fn a_killed_process_loses_nothing_it_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let shop_dir = dir.path().join("shop");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env("SHOAL_SHOP_CRASH_DIR", &shop_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child was meant to abort");
+    let shop = Shop::open(&shop_dir).unwrap();
+    assert_eq!(shop.applied_index(), 200);
+    let reply = decode_reply(
+        &shop
+            .query(
+                &Query::KvScan {
+                    prefix: b"k".to_vec(),
+                    after: None,
+                    limit: 1000,
+                }
+                .encode(),
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    let Ok(Response::KvEntries { entries, .. }) = reply else {
+        panic!()
+    };
+    assert_eq!(entries.len(), 200);
+}
