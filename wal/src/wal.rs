@@ -380,8 +380,14 @@ impl Wal {
         }
         terms.drop_before(meta_now.snapshot_index + 1);
         if segments.is_empty() {
+            // The first segment of a new log is zero-filled like every spare, so the first
+            // appends overwrite allocated blocks too.
             let first_index = meta_now.snapshot_index + 1;
-            let (segment, _) = create_segment(&options, first_index, None, false)?;
+            let spare = match ready_spare.take() {
+                Some(spare) => spare,
+                None => prepare_spare(&options)?,
+            };
+            let (segment, _) = create_segment(&options, first_index, Some(spare), false)?;
             segments.push_back(segment);
         }
         let Some(last) = segments.back() else {
@@ -461,6 +467,23 @@ impl Wal {
         Ok(Wal {
             inner: Arc::new(Inner { shared, threads }),
         })
+    }
+
+    /// Blocks until the background preallocator has a spare segment ready (returns at once
+    /// when background preallocation is off). Benchmarks call it so that zero-filling does not
+    /// compete with the appends they time.
+    pub fn wait_until_preallocated(&self) {
+        let shared = &self.inner.shared;
+        if !shared.options.preallocate_in_background {
+            return;
+        }
+        let mut spare = lock(&shared.spare);
+        while spare.ready.is_none() && !spare.shutdown {
+            spare = shared
+                .spare_changed
+                .wait(spare)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
     }
 
     /// What open found and repaired.
@@ -1147,9 +1170,16 @@ impl Shared {
                     } else {
                         let _ = std::fs::remove_file(&path);
                     }
+                    self.spare_changed.notify_all();
                 }
                 Err(error) => {
                     tracing::warn!(error = %error, "cannot prepare a spare wal segment");
+                    // Rolls fall back to creating segments on the append path; waiters of
+                    // wait_until_preallocated must not hang.
+                    let mut spare = lock(&self.spare);
+                    spare.shutdown = true;
+                    self.spare_changed.notify_all();
+                    return;
                 }
             }
         }
