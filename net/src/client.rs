@@ -334,6 +334,11 @@ impl Client {
                     message: reason.to_string(),
                 });
             }
+            // Stream errors only say "connection lost": name why it was lost.
+            return Err(ClientError::Transport {
+                addr,
+                message: format!("connection closed: {reason}"),
+            });
         }
         result
     }

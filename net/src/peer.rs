@@ -82,6 +82,7 @@ mod close_code {
     pub const BAD_STREAM: u32 = 5;
     pub const WRONG_ALPN: u32 = 6;
     pub const CHECK_DONE: u32 = 7;
+    pub const TOO_MANY_CLIENTS: u32 = 8;
 }
 
 /// Settings of a [`PeerTransport`]. Build with [`PeerTransportConfig::new`] and adjust fields.
@@ -107,6 +108,8 @@ pub struct PeerTransportConfig {
     pub inbound_capacity: usize,
     /// Capacity of the incoming client request channel.
     pub client_request_capacity: usize,
+    /// Most client connections served at once; more are closed at once with a reason.
+    pub max_client_connections: usize,
     /// First reconnect delay; doubles per failure up to `reconnect_backoff_max`, with jitter.
     pub reconnect_backoff_min: Duration,
     /// Longest reconnect delay.
@@ -152,6 +155,7 @@ impl PeerTransportConfig {
             max_batch_bytes: 1024 * 1024,
             inbound_capacity: 4096,
             client_request_capacity: 1024,
+            max_client_connections: 4096,
             reconnect_backoff_min: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(3),
@@ -187,9 +191,12 @@ impl PeerTransportConfig {
         if self.max_batch_bytes == 0 {
             return fail("max_batch_bytes", "must be positive");
         }
-        if self.inbound_capacity == 0 || self.client_request_capacity == 0 {
+        if self.inbound_capacity == 0
+            || self.client_request_capacity == 0
+            || self.max_client_connections == 0
+        {
             return fail(
-                "inbound_capacity/client_request_capacity",
+                "inbound_capacity/client_request_capacity/max_client_connections",
                 "must be positive",
             );
         }
@@ -511,6 +518,7 @@ struct Shared {
     stats: Arc<Stats>,
     tasks: Mutex<JoinSet<()>>,
     runtime: tokio::runtime::Handle,
+    client_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -600,6 +608,7 @@ impl PeerTransport {
         } else {
             FaultHook::disabled()
         };
+        let config_max_clients = config.max_client_connections;
         let shared = Arc::new(Shared {
             client: ClientContext {
                 requests: client_tx,
@@ -615,6 +624,7 @@ impl PeerTransport {
             stats,
             tasks: Mutex::new(JoinSet::new()),
             runtime: tokio::runtime::Handle::current(),
+            client_slots: Arc::new(tokio::sync::Semaphore::new(config_max_clients)),
         });
         shared.spawn(accept_loop(shared.clone()));
         info!(node = shared.config.node_id, addr = ?shared.endpoint.local_addr().ok(), "peer transport listening");
@@ -1258,9 +1268,20 @@ async fn handle_connection(shared: Arc<Shared>, conn: Connection) {
     let node = shared.config.node_id;
     let remote = conn.remote_address();
     match negotiated_alpn(&conn).as_deref() {
-        Some(tls::ALPN_CLIENT) => {
-            server::serve_client_connection(shared.client.clone(), conn).await
-        }
+        Some(tls::ALPN_CLIENT) => match shared.client_slots.clone().try_acquire_owned() {
+            Ok(_slot) => server::serve_client_connection(shared.client.clone(), conn).await,
+            Err(_) => {
+                shared
+                    .stats
+                    .connections_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(node, %remote, limit = shared.config.max_client_connections, "refused client: too many client connections");
+                conn.close(
+                    VarInt::from_u32(close_code::TOO_MANY_CLIENTS),
+                    b"too many client connections",
+                );
+            }
+        },
         Some(tls::ALPN_PEER) => {
             match tokio::time::timeout(shared.config.connect_timeout, accept_hello(&shared, &conn))
                 .await

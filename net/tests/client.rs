@@ -277,3 +277,43 @@ async fn full_request_queue_answers_unavailable_at_once() {
     client.close().await;
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn client_connections_beyond_the_limit_are_refused_with_a_reason() {
+    init_tracing();
+    let ca = ClusterCa::generate("limit").unwrap();
+    let mut config = fast_config(1, node_identity(&ca, 1), loopback());
+    config.max_client_connections = 1;
+    let (node, channels) = PeerTransport::bind(config).await.unwrap();
+    serve(channels.client_requests, echo);
+    let addr = node.local_addr().unwrap();
+    let first = Client::new(&client_identity(&ca), options(vec![addr])).unwrap();
+    first
+        .request(RequestKind::Write, b"1".to_vec())
+        .await
+        .unwrap();
+
+    let mut limited = options(vec![addr]);
+    limited.max_attempts = 2;
+    let second = Client::new(&client_identity(&ca), limited).unwrap();
+    let error = second
+        .request(RequestKind::Write, b"2".to_vec())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ClientError::Unavailable { .. }), "{error}");
+    assert!(
+        error.to_string().contains("too many client connections"),
+        "{error}"
+    );
+
+    // When the first client leaves, its slot is free again.
+    first.close().await;
+    let third = Client::new(&client_identity(&ca), options(vec![addr])).unwrap();
+    third
+        .request(RequestKind::Write, b"3".to_vec())
+        .await
+        .unwrap();
+    second.close().await;
+    third.close().await;
+    node.shutdown().await;
+}
