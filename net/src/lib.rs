@@ -15,6 +15,45 @@
 //! - [`server`]: [`IncomingRequest`] and [`Responder`], the node's side of a client request.
 //! - [`client`]: [`Client`], which finds the leader and retries with the same `(client_id, seq)`.
 //! - [`fault`]: [`FaultHook`], drops and delays peer traffic in tests and chaos runs.
+//!
+//! # Example
+//! ```no_run
+//! use bytes::Bytes;
+//! use shoal_net::{
+//!     Client, ClientOptions, ClientResponse, ClusterCa, PeerTransport, PeerTransportConfig,
+//!     RequestKind, TlsIdentity,
+//! };
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! // `shoal init`: a CA, one certificate per node, one for clients (PEM strings to write out).
+//! let ca = ClusterCa::generate("demo")?;
+//! let node_pem = ca.issue_node_cert(1, &["127.0.0.1".to_owned()])?;
+//! let client_pem = ca.issue_client_cert()?;
+//!
+//! // A node: bind, learn peers, send opaque payloads, receive from authenticated peers.
+//! let identity = TlsIdentity::from_issued(ca.cert_pem(), &node_pem)?;
+//! let config = PeerTransportConfig::new(1, "127.0.0.1:7001".parse()?, identity);
+//! let (transport, mut channels) = PeerTransport::bind(config).await?;
+//! transport.set_peer(2, "127.0.0.1:7002".parse()?);
+//! transport.send(2, Bytes::from_static(b"raft message bytes"))?;
+//! if let Some(message) = channels.peer_messages.recv().await {
+//!     println!("from node {}: {} bytes", message.from, message.payload.len());
+//! }
+//! // Client requests arrive on the same endpoint; answer each through its responder.
+//! if let Some(incoming) = channels.client_requests.recv().await {
+//!     incoming.responder.respond(&ClientResponse::Ok(b"done".to_vec())).await?;
+//! }
+//!
+//! // A client: any node's address will do; redirects and retries are handled.
+//! let client_identity = TlsIdentity::from_issued(ca.cert_pem(), &client_pem)?;
+//! let client = Client::new(&client_identity, ClientOptions::new(vec!["127.0.0.1:7001".parse()?]))?;
+//! let answer = client.request(RequestKind::Write, b"put k v".to_vec()).await?;
+//! # let _ = answer;
+//! client.close().await;
+//! transport.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod client;
 pub mod codec;

@@ -672,6 +672,10 @@ impl PeerTransport {
     }
 
     /// Removes `peer`: drops its queue, stops reconnecting and closes its connection.
+    ///
+    /// A removed node that dials again is still accepted (it holds a certificate of the cluster
+    /// CA) and its messages delivered: membership is the node's business, which should ignore
+    /// messages from non-members.
     pub fn remove_peer(&self, peer: u64) {
         let link = lock(&self.shared.links).remove(&peer);
         if let Some(link) = link {
