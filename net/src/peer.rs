@@ -322,7 +322,7 @@ pub enum SendError {
 pub enum Lane {
     /// The ordered stream ([`PeerTransport::send`]).
     Ordered,
-    /// A bulk stream ([`PeerTransport::send_bulk`]).
+    /// A bulk stream ([`PeerTransport::send_bulk`]); unordered.
     Bulk,
 }
 
@@ -780,7 +780,11 @@ impl PeerTransport {
 
     /// Sends `payload` to `peer` on its own low-priority stream (snapshot chunks and other large
     /// transfers). Waits up to `connect_timeout` for a connection; returns once the payload is
-    /// handed to QUIC.
+    /// handed to QUIC (bounded by `bulk_send_timeout`), so awaiting each call paces a sender to
+    /// the link.
+    ///
+    /// Bulk payloads are **not ordered** among themselves nor against the ordered lane, and may be
+    /// lost like any message: each chunk must say where it belongs (snapshot id, offset).
     pub async fn send_bulk(&self, peer: u64, payload: Bytes) -> Result<(), SendError> {
         let shared = &self.shared;
         let config = &shared.config;
