@@ -11,6 +11,7 @@
 //! - [`Shop`] ([`machine`]): the [`shoal_engine::StateMachine`] implementation, its
 //!   on-disk layout, snapshots and restore.
 //! - [`json`]: the `--json` documents of SPEC §3 for every reply.
+//! - [`render`]: the human-readable text of every reply.
 //! - [`money`]: `12.34` ⇄ cents. [`validate`]: the field rules and the bounds.
 //! - `logic` (private): what each request does; `store` (private): fjall and the
 //!   read-your-writes overlay of an apply batch; `keys` (private): the key layout.
@@ -35,6 +36,7 @@ mod logic;
 pub mod machine;
 pub mod money;
 pub mod prepare;
+pub mod render;
 mod store;
 pub mod types;
 pub mod validate;
