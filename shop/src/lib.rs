@@ -22,9 +22,19 @@
 //!
 //! # Durability
 //! One fjall batch per `apply` call holds the changes, the applied index and the
-//! exactly-once records of the clients it served (one key per client, see `clients`). It is written to the OS, not fsynced (see [`Durability`]): the Raft
-//! WAL is the durable source, and the driver re-applies the entries after
-//! [`shoal_engine::StateMachine::applied_index`] at start-up.
+//! exactly-once records of the clients it served (one key per client). It is written to the
+//! OS, not fsynced (see [`Durability`]): the Raft WAL is the durable source, and the driver
+//! re-applies the entries after [`shoal_engine::StateMachine::applied_index`] at start-up.
+//!
+//! # Wiring it into a node
+//! ```text
+//! let mut sm = Shop::open(data_dir.join("shop"))?;                // StateMachine
+//! // client write: build the Request (prepare::* for signup and login), then
+//! request.set_now(prepare::now_ms()); refuse request.is_internal() from clients;
+//! propose(request.encode()) -> apply -> bytes; decode_reply(&bytes) -> Reply
+//! // client read: refuse query.is_internal(); query.set_now(..); sm.query(&query.encode())
+//! // output: json::reply(&reply) or render::text(&reply); exit code: ShopError::exit_code
+//! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod clients;
