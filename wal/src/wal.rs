@@ -238,6 +238,8 @@ struct State {
     logical_snapshot: u64,
     queue: VecDeque<Request>,
     leading: bool,
+    /// Blocking callers asleep on `state_changed`.
+    waiting: usize,
     shutdown: bool,
 }
 
@@ -414,6 +416,7 @@ impl Wal {
             logical_snapshot: meta_now.snapshot_index,
             queue: VecDeque::new(),
             leading: false,
+            waiting: 0,
             shutdown: false,
         };
         let last_index = state.last_index();
@@ -628,10 +631,12 @@ impl Wal {
                 state = shared.lead(state);
                 continue;
             }
+            state.waiting += 1;
             state = shared
                 .state_changed
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
+            state.waiting -= 1;
         }
     }
 }
@@ -724,8 +729,10 @@ impl Shared {
                 }
             }
         }
+        // A blocking caller leads or waits by itself; only a callback needs the driver.
+        let wake_driver = matches!(done, Done::Callback(_)) && !state.leading;
         state.queue.push_back(Request { op, done });
-        if !state.leading {
+        if wake_driver {
             self.state_changed.notify_all();
         }
         Ok(())
@@ -797,7 +804,11 @@ impl Shared {
         }
         let mut state = lock(&self.state);
         state.leading = false;
-        self.state_changed.notify_all();
+        // Wake sleepers only when someone sleeps or work is left (the driver then leads it):
+        // the lone blocking appender pays no wake-up per append.
+        if state.waiting > 0 || !state.queue.is_empty() {
+            self.state_changed.notify_all();
+        }
         drop(state);
         for (callback, result) in callbacks {
             callback(result);
