@@ -130,3 +130,29 @@ pub fn raw_peer_endpoint(identity: &TlsIdentity) -> (quinn::Endpoint, quinn::Cli
 pub fn arc<T>(value: T) -> Arc<T> {
     Arc::new(value)
 }
+
+/// Drains what has arrived and fails on any payload not in `allowed` (extra copies of a
+/// payload `send_until_received` resent may still arrive late).
+pub fn assert_nothing_but(rx: &mut mpsc::Receiver<InboundMessage>, allowed: &[&[u8]]) {
+    while let Ok(message) = rx.try_recv() {
+        assert!(
+            allowed.iter().any(|a| *a == &message.payload[..]),
+            "unexpected message {:?} from {}",
+            message.payload,
+            message.from
+        );
+    }
+}
+
+/// Receives the next message whose payload is not in `skip`.
+pub async fn recv_skipping(
+    rx: &mut mpsc::Receiver<InboundMessage>,
+    skip: &[&[u8]],
+) -> InboundMessage {
+    loop {
+        let message = recv(rx).await;
+        if !skip.iter().any(|s| *s == &message.payload[..]) {
+            return message;
+        }
+    }
+}
