@@ -341,6 +341,9 @@ impl StateMachine for Shop {
 
     fn apply(&mut self, commands: &[Command<'_>]) -> Result<Vec<Vec<u8>>, StoreError> {
         self.check_poisoned()?;
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut meta = self.meta;
         let mut responses = Vec::with_capacity(commands.len());
         let store = Arc::clone(&self.current);

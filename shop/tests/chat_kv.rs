@@ -316,3 +316,62 @@ fn reads_in_the_same_batch_see_earlier_writes() {
         }]
     );
 }
+
+mod fuzz {
+    use super::common::Harness;
+    use proptest::prelude::*;
+    use shoal_engine::StateMachine;
+    use shoal_shop::{Action, Auth, Query, Request};
+
+    fn valid_payloads() -> Vec<Vec<u8>> {
+        vec![
+            Request::KvPut {
+                key: "k".into(),
+                value: "v".into(),
+            }
+            .encode(),
+            Request::Authed {
+                auth: Auth::new("ab".repeat(32), 5),
+                action: Action::Checkout,
+            }
+            .encode(),
+            Request::Authed {
+                auth: Auth::new("ab".repeat(32), 5),
+                action: Action::ChatSend {
+                    to_email: "a@b.co".into(),
+                    text: "hi".into(),
+                },
+            }
+            .encode(),
+            Query::Products(Default::default()).encode(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        /// Random and mutated payloads are answered with a decodable reply, never a panic or
+        /// a storage error, and the applied index advances past them.
+        #[test]
+        fn arbitrary_bytes_are_answered(
+            which in 0usize..4,
+            flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+            noise in prop::collection::vec(any::<u8>(), 0..256),
+            use_noise in any::<bool>(),
+        ) {
+            let mut h = Harness::new();
+            let mut payload = if use_noise { noise } else { valid_payloads()[which].clone() };
+            if !payload.is_empty() {
+                for (pos, byte) in flips {
+                    let n = payload.len();
+                    payload[pos % n] ^= byte;
+                }
+            }
+            let _reply = h.apply_raw(0, 0, &payload);
+            prop_assert_eq!(h.index, 1);
+            let bytes = h.shop.as_ref().unwrap().query(&payload);
+            prop_assert!(bytes.is_ok());
+            prop_assert!(shoal_shop::decode_reply(&bytes.unwrap()).is_ok());
+        }
+    }
+}
