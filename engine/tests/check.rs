@@ -278,6 +278,123 @@ proptest! {
     }
 }
 
+/// The reference: an exhaustive search over orders, with none of the checker's refutations,
+/// pruning or heuristics. Indeterminate operations may be placed anywhere after their
+/// invocation or left out; failed operations and indeterminate reads are ignored.
+fn reference_linearizable(ops: &[Op]) -> bool {
+    fn model(op: &Op, state: &Option<Value>) -> Option<Option<Value>> {
+        let indeterminate = op.outcome.is_indeterminate();
+        match (&op.call, &op.outcome) {
+            (Call::Read, Outcome::ReadOk(value)) => (value == state).then(|| state.clone()),
+            (Call::Write(value), _) => Some(Some(value.clone())),
+            (Call::Cas { expected, new }, Outcome::CasOk(true)) => {
+                (expected == state).then(|| Some(new.clone()))
+            }
+            (Call::Cas { expected, .. }, Outcome::CasOk(false)) => {
+                (expected != state).then(|| state.clone())
+            }
+            (Call::Cas { expected, new }, _) if indeterminate => Some(if expected == state {
+                Some(new.clone())
+            } else {
+                state.clone()
+            }),
+            _ => None,
+        }
+    }
+    fn search(ops: &[&Op], done: &mut Vec<bool>, state: &Option<Value>) -> bool {
+        let pending_determinate = |done: &[bool], i: usize| !done[i] && ops[i].outcome.is_ok();
+        if !(0..ops.len()).any(|i| pending_determinate(done, i)) {
+            return true;
+        }
+        for i in 0..ops.len() {
+            if done[i] {
+                continue;
+            }
+            // Nothing not yet placed may have completed before this one was invoked.
+            let blocked = (0..ops.len()).any(|j| {
+                j != i && pending_determinate(done, j) && ops[j].complete.unwrap() < ops[i].invoke
+            });
+            if blocked {
+                continue;
+            }
+            if let Some(next) = model(ops[i], state) {
+                done[i] = true;
+                let found = search(ops, done, &next);
+                done[i] = false;
+                if found {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    let relevant: Vec<&Op> = ops
+        .iter()
+        .filter(|op| {
+            op.outcome != Outcome::Fail && !(op.call == Call::Read && op.outcome.is_indeterminate())
+        })
+        .collect();
+    search(&relevant, &mut vec![false; relevant.len()], &None)
+}
+
+fn arbitrary_op() -> impl Strategy<Value = Op> {
+    let value = prop_oneof![Just(None), (0u8..3).prop_map(|v| Some(vec![b'a' + v]))];
+    (
+        0u8..3,
+        value.clone(),
+        (0u8..3).prop_map(|v| vec![b'a' + v]),
+        0u64..12,
+        0u64..8,
+        0u8..10,
+    )
+        .prop_map(|(which, value, new, invoke, length, fate)| {
+            let (call, outcome) = match which {
+                0 => (Call::Read, Outcome::ReadOk(value)),
+                1 => (Call::Write(new), Outcome::WriteOk),
+                _ => (
+                    Call::Cas {
+                        expected: value,
+                        new,
+                    },
+                    Outcome::CasOk(fate % 2 == 0),
+                ),
+            };
+            let outcome = match fate {
+                0 => Outcome::Fail,
+                1 | 2 => Outcome::Info,
+                3 => Outcome::Pending,
+                _ => outcome,
+            };
+            let complete = (outcome != Outcome::Pending).then_some(invoke + length);
+            Op {
+                process: 0,
+                key: b"k".to_vec(),
+                call,
+                invoke,
+                complete,
+                outcome,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// The checker against the exhaustive reference on small arbitrary histories (repeated
+    /// values, mismatches, indeterminate and failed operations): every refutation, pruning
+    /// and ordering rule of the search must agree with it.
+    #[test]
+    fn checker_agrees_with_exhaustive_reference(ops in proptest::collection::vec(arbitrary_op(), 0..8)) {
+        let history: History = ops.iter().cloned().collect();
+        let report = check(&history, &CheckConfig::default()).unwrap();
+        let expected = reference_linearizable(&ops);
+        prop_assert_eq!(report.is_linearizable(), expected, "{:?}\n{}", report.verdict, history.to_jsonl());
+        if let Verdict::NotLinearizable { ops: witness, .. } = &report.verdict {
+            prop_assert!(!reference_linearizable(witness), "witness is linearizable: {:?}", witness);
+        }
+    }
+}
+
 fn timed_check(
     name: &str,
     history: &History,

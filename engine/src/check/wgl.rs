@@ -358,6 +358,8 @@ struct Search {
     /// group by invocation. Identical indeterminate operations are interchangeable, and the
     /// earliest-invoked can stand in for any later one, so a group is linearized in order.
     group: Vec<(usize, usize)>,
+    /// Per value: whether at most one operation may write it (absent: none may).
+    single_writer: Vec<bool>,
 }
 
 impl Search {
@@ -386,7 +388,21 @@ impl Search {
             precedence: Precedence::new(entries),
             complete: entries.iter().map(|entry| entry.complete).collect(),
             group: vec![(NIL, 0); entries.len()],
+            single_writer: Vec::new(),
         };
+        let values = entries
+            .iter()
+            .flat_map(|entry| [entry.kind.writes(), entry.kind.observes()])
+            .flatten()
+            .max()
+            .map_or(2, |max| max as usize + 1);
+        let mut writers = vec![0usize; values];
+        for entry in entries {
+            if let Some(value) = entry.kind.writes() {
+                writers[value as usize] += 1;
+            }
+        }
+        search.single_writer = writers.iter().map(|&count| count <= 1).collect();
         let mut groups: HashMap<Kind, usize> = HashMap::new();
         let mut by_invoke: Vec<(u64, usize)> = entries
             .iter()
@@ -525,6 +541,15 @@ impl Search {
             vec![0; self.group.iter().filter(|(group, _)| *group != NIL).count()];
         // The one unseen-value write to try at this configuration.
         let mut pick = NIL;
+        // Per value: determinate operations not yet linearized that require it.
+        let mut waiting = vec![0usize; self.single_writer.len()];
+        for kind in &self.kinds {
+            if let Some(value) = kind.observes()
+                && !kind.is_info()
+            {
+                waiting[value as usize] += 1;
+            }
+        }
         let mut state = ABSENT;
         let mut done = 0usize;
         let mut class = 0usize;
@@ -574,7 +599,16 @@ impl Search {
                     cursor = self.next[cursor];
                     continue;
                 }
-                match kind.step(state) {
+                // Leaving a value that only one operation writes (or absence, which none
+                // does) for good while a determinate operation still requires it is a dead
+                // end: that operation could never be linearized.
+                let strands = |next_state: u32| {
+                    next_state != state
+                        && self.single_writer[state as usize]
+                        && waiting[state as usize]
+                            > usize::from(!kind.is_info() && kind.observes() == Some(state))
+                };
+                match kind.step(state).filter(|&next_state| !strands(next_state)) {
                     Some(next_state) => {
                         key[op / 64] |= 1 << (op % 64);
                         key[words] = u64::from(next_state);
@@ -597,6 +631,8 @@ impl Search {
                             self.precedence.linearized(op, true);
                             if kind.is_info() {
                                 taken[self.group[op].0] += 1;
+                            } else if let Some(value) = kind.observes() {
+                                waiting[value as usize] -= 1;
                             }
                             if !kind.is_info() {
                                 done += 1;
@@ -627,6 +663,8 @@ impl Search {
                 self.precedence.linearized(op, false);
                 if self.kinds[op].is_info() {
                     taken[self.group[op].0] -= 1;
+                } else if let Some(value) = self.kinds[op].observes() {
+                    waiting[value as usize] += 1;
                 }
                 if !self.kinds[op].is_info() {
                     done -= 1;
