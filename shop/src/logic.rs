@@ -1007,42 +1007,48 @@ fn products(txn: &Txn<'_>, filter: &ProductFilter) -> Outcome {
         lower = lower.max(after_key);
     }
     let mut examined = 0usize;
+    // `last` is where the page stops: the last product returned, or the last entry examined
+    // when the budget ran out. Once the page is full, look ahead for one more match so the
+    // last page says `next: null` instead of sending the client to an empty page.
     let mut last: Option<Cursor> = None;
-    let mut exhausted = false;
+    let mut more = false;
     'scan: loop {
         let chunk = txn.scan(Ks::Data, &prefix, Some(&lower), 256)?;
         if chunk.is_empty() {
-            exhausted = true;
             break;
         }
         for (key, _) in chunk {
             let (price_cents, product_id) = keys::index_tail(&key)
                 .ok_or_else(|| StoreError::corrupt("browsing index key too short"))?;
             if price_cents > max {
-                exhausted = true;
                 break 'scan;
             }
             examined += 1;
-            last = Some(Cursor {
-                price_cents,
-                product_id,
-            });
+            let full = products.len() == limit;
+            if !full {
+                last = Some(Cursor {
+                    price_cents,
+                    product_id,
+                });
+            }
             lower = key;
             let p = product(txn, product_id)?;
             if eq(&p.category, &filter.category)
                 && eq(&p.brand, &filter.brand)
                 && eq(&p.size, &filter.size)
             {
-                products.push(p);
-                if products.len() == limit {
+                if full {
+                    more = true;
                     break 'scan;
                 }
+                products.push(p);
             }
             if examined >= MAX_SCAN_PER_PAGE {
+                more = true;
                 break 'scan;
             }
         }
     }
-    let next = if exhausted { None } else { last };
+    let next = if more { last } else { None };
     Ok(Response::Products { products, next })
 }

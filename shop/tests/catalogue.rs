@@ -255,7 +255,18 @@ fn filters_compose_and_are_case_insensitive() {
         }),
         "brand"
     );
-    // Pagination.
+    // Pagination: a page that ends exactly at the last match says so.
+    let (page, next) = listing(&h, ProductFilter { limit: 4, ..base() });
+    assert_eq!((page.len(), next), (4, None));
+    let (page, next) = listing(&h, ProductFilter { limit: 3, ..base() });
+    assert_eq!(page.len(), 3);
+    assert_eq!(
+        next,
+        Some(Cursor {
+            price_cents: 5000,
+            product_id: a
+        })
+    );
     let pages = all_pages(&h, ProductFilter { limit: 1, ..base() });
     assert_eq!(pages, [d, c, a, b]);
     assert_eq!(
