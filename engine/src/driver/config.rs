@@ -1,0 +1,177 @@
+//! [`NodeBuilder`]: everything a node needs to start, and [`SnapshotPolicy`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::StateMachine;
+use crate::core::{self, NodeId};
+
+use super::transport::Transport;
+use super::{Error, NodeHandle};
+
+/// When the driver snapshots the state machine and compacts the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Take a snapshot once this many entries were applied since the last one.
+    pub max_log_entries: u64,
+    /// Take a snapshot once this many payload bytes were applied since the last one.
+    pub max_log_bytes: u64,
+    /// Snapshot files kept on disk (at least 1).
+    pub keep: usize,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        Self {
+            max_log_entries: 100_000,
+            max_log_bytes: 256 << 20,
+            keep: 2,
+        }
+    }
+}
+
+/// The configuration of one node, built with chained calls and started with
+/// [`NodeBuilder::start`]. TLS material and addresses belong to the transport (the `bin`
+/// crate's QUIC transport), not here.
+#[derive(Debug, Clone)]
+pub struct NodeBuilder {
+    /// This node's id (never 0).
+    pub(crate) id: NodeId,
+    /// The data directory: `wal/` and `snapshots/` live under it.
+    pub(crate) data_dir: PathBuf,
+    /// The voters the cluster was created with: the same list on every node, including nodes
+    /// added later (a node not in it starts as a non-voting member waiting to be added).
+    pub(crate) voters: Vec<NodeId>,
+    /// Wall-clock length of one logical tick of the core.
+    pub(crate) tick: Duration,
+    /// The core's configuration (timing in ticks, flow control, features).
+    pub(crate) raft: core::Config,
+    /// When to snapshot.
+    pub(crate) snapshot: SnapshotPolicy,
+    /// How long a handle waits for an answer before [`Error::Timeout`].
+    pub(crate) request_timeout: Duration,
+    /// Size of each WAL segment file.
+    pub(crate) wal_segment_bytes: u64,
+    /// Capacity of the queue of messages from peers (more are dropped, as a lossy network
+    /// would).
+    pub(crate) peer_queue: usize,
+    /// Capacity of the queue of requests from handles (callers wait when it is full).
+    pub(crate) request_queue: usize,
+}
+
+impl NodeBuilder {
+    /// A node `id` keeping its state in `data_dir`, with defaults: a 10 ms tick, heartbeats
+    /// every 100 ms, elections after 1–2 s, snapshots every 100,000 entries, 64 MiB WAL
+    /// segments, 5 s request timeout.
+    pub fn new(id: NodeId, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            id,
+            data_dir: data_dir.into(),
+            voters: Vec::new(),
+            tick: Duration::from_millis(10),
+            raft: core::Config::new(id),
+            snapshot: SnapshotPolicy::default(),
+            request_timeout: Duration::from_secs(5),
+            wal_segment_bytes: 64 << 20,
+            peer_queue: 16 * 1024,
+            request_queue: 16 * 1024,
+        }
+    }
+
+    /// The voters of the cluster at creation (the same on every node; see the field's doc).
+    pub fn voters(mut self, voters: impl IntoIterator<Item = NodeId>) -> Self {
+        self.voters = voters.into_iter().collect();
+        self
+    }
+
+    /// The wall-clock length of one tick (default 10 ms). Ticks missed while the loop was
+    /// busy are caught up, so a leader's lease never outlasts its wall-clock length.
+    pub fn tick(mut self, tick: Duration) -> Self {
+        self.tick = tick;
+        self
+    }
+
+    /// Adjusts the core's configuration (timing in ticks, flow control, pre-vote, lease
+    /// reads). Its `id` is forced to the node's id and its seed drawn at start.
+    pub fn raft_config(mut self, adjust: impl FnOnce(&mut core::Config)) -> Self {
+        adjust(&mut self.raft);
+        self
+    }
+
+    /// When to snapshot and how many snapshot files to keep.
+    pub fn snapshot_policy(mut self, policy: SnapshotPolicy) -> Self {
+        self.snapshot = policy;
+        self
+    }
+
+    /// How long a handle waits for an answer (default 5 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Size of each WAL segment file (default 64 MiB; at least 4096 and a multiple of 8).
+    pub fn wal_segment_bytes(mut self, bytes: u64) -> Self {
+        self.wal_segment_bytes = bytes;
+        self
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.id == 0 {
+            return Err(Error::Config("node id must not be 0".into()));
+        }
+        if self.voters.is_empty() {
+            return Err(Error::Config(
+                "the initial voters must be given (voters([...]))".into(),
+            ));
+        }
+        if self.voters.contains(&0) {
+            return Err(Error::Config("node id 0 is not a valid voter".into()));
+        }
+        if self.tick.is_zero() {
+            return Err(Error::Config("tick must be positive".into()));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(Error::Config("request_timeout must be positive".into()));
+        }
+        if self.snapshot.max_log_entries == 0 || self.snapshot.max_log_bytes == 0 {
+            return Err(Error::Config(
+                "snapshot policy thresholds must be positive".into(),
+            ));
+        }
+        if self.peer_queue == 0 || self.request_queue == 0 {
+            return Err(Error::Config("queue capacities must be positive".into()));
+        }
+        let mut raft = self.raft.clone();
+        raft.id = self.id;
+        raft.validate()
+            .map_err(|e| Error::Config(format!("raft: {e}")))?;
+        let mut wal = shoal_wal::WalOptions::for_data_dir(&self.data_dir);
+        wal.segment_bytes = self.wal_segment_bytes;
+        wal.validate()?;
+        Ok(())
+    }
+
+    /// Opens (or creates) the node's storage, recovers it (latest snapshot, WAL, state
+    /// machine), and starts the node. Inbound messages reach it through
+    /// [`NodeHandle::deliver`]; outbound ones leave through `transport`.
+    ///
+    /// Must be called inside a tokio runtime (multi-threaded for best results: the event
+    /// loop runs rare blocking steps, such as saving a new term, in place).
+    #[tracing::instrument(skip_all, fields(node = self.id, data_dir = %self.data_dir.display()))]
+    pub async fn start<S: StateMachine>(
+        self,
+        state_machine: S,
+        transport: Arc<dyn Transport>,
+    ) -> Result<NodeHandle, Error> {
+        self.validate()?;
+        super::event_loop::start(self, state_machine, transport).await
+    }
+}

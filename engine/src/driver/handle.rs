@@ -1,0 +1,280 @@
+//! [`NodeHandle`]: what an embedder holds to use a running node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::core::{MembershipChange, Message, NodeId, Proposal};
+
+use super::{Error, Metrics};
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    /// Linearizable through ReadIndex: leadership is confirmed by a heartbeat round (shared by
+    /// every read waiting at the time) and the read is served once the state machine has
+    /// applied the leader's commit index. Works on followers too (the request is forwarded).
+    #[default]
+    Linearizable,
+    /// Served by a leader holding a valid lease without a round trip (falls back to
+    /// ReadIndex otherwise). Linearizable as long as clocks drift less than the configured
+    /// margin.
+    Lease,
+    /// Served at once from this node's state machine: may miss recent writes.
+    Stale,
+}
+
+/// A reply channel from the event loop or the apply thread to a waiting caller.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// What a handle asks of the event loop.
+pub(crate) enum Request {
+    Propose {
+        data: Bytes,
+        reply: Reply<Vec<u8>>,
+    },
+    Read {
+        query: Vec<u8>,
+        consistency: Consistency,
+        reply: Reply<Vec<u8>>,
+    },
+    ChangeMembership {
+        change: MembershipChange,
+        reply: Reply<u64>,
+    },
+    TransferLeader {
+        target: NodeId,
+        reply: Reply<()>,
+    },
+    Snapshot {
+        reply: Reply<u64>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The text of [`Metrics::stopped`] after a clean shutdown.
+pub(crate) const SHUT_DOWN: &str = "shut down";
+
+/// A handle to a running node; cheap to clone and share between tasks.
+#[derive(Clone, Debug)]
+pub struct NodeHandle {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    id: NodeId,
+    requests: mpsc::Sender<Request>,
+    peers: mpsc::Sender<Message>,
+    metrics: watch::Receiver<Metrics>,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Request::Propose { .. } => "Propose",
+            Request::Read { .. } => "Read",
+            Request::ChangeMembership { .. } => "ChangeMembership",
+            Request::TransferLeader { .. } => "TransferLeader",
+            Request::Snapshot { .. } => "Snapshot",
+            Request::Shutdown { .. } => "Shutdown",
+        };
+        f.write_str(name)
+    }
+}
+
+impl NodeHandle {
+    pub(crate) fn new(
+        id: NodeId,
+        requests: mpsc::Sender<Request>,
+        peers: mpsc::Sender<Message>,
+        metrics: watch::Receiver<Metrics>,
+        request_timeout: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                id,
+                requests,
+                peers,
+                metrics,
+                request_timeout,
+            }),
+        }
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// Proposes an anonymous command (never deduplicated) and returns the state machine's
+    /// response once it is committed and applied on this node. Fails with
+    /// [`Error::NotLeader`] on a follower.
+    pub async fn propose(&self, payload: impl AsRef<[u8]>) -> Result<Vec<u8>, Error> {
+        self.propose_with_session(0, 0, payload).await
+    }
+
+    /// Proposes a command of client `client_id` with sequence number `seq`. Retrying after a
+    /// timeout, a failover or a retryable error with the same `(client_id, seq)` is safe when
+    /// the state machine deduplicates through [`crate::ClientSessions`]: the command applies
+    /// once and the retry gets the first response.
+    #[tracing::instrument(skip(self, payload), fields(node = self.inner.id))]
+    pub async fn propose_with_session(
+        &self,
+        client_id: u64,
+        seq: u64,
+        payload: impl AsRef<[u8]>,
+    ) -> Result<Vec<u8>, Error> {
+        let data = Proposal::encode(client_id, seq, payload.as_ref());
+        self.call(|reply| Request::Propose { data, reply }).await
+    }
+
+    /// Runs a read-only query against the state machine with the given consistency.
+    #[tracing::instrument(skip(self, query), fields(node = self.inner.id))]
+    pub async fn read(
+        &self,
+        query: impl Into<Vec<u8>>,
+        consistency: Consistency,
+    ) -> Result<Vec<u8>, Error> {
+        let query = query.into();
+        self.call(|reply| Request::Read {
+            query,
+            consistency,
+            reply,
+        })
+        .await
+    }
+
+    /// Adds `id` as a learner (leader only); returns once the change is applied here.
+    pub async fn add_learner(&self, id: NodeId) -> Result<u64, Error> {
+        self.change_membership(MembershipChange::AddLearner(id))
+            .await
+    }
+
+    /// Promotes the caught-up learner `id` to voter (leader only).
+    pub async fn promote_learner(&self, id: NodeId) -> Result<u64, Error> {
+        self.change_membership(MembershipChange::PromoteLearner(id))
+            .await
+    }
+
+    /// Removes the voter or learner `id` (leader only; the leader may remove itself).
+    pub async fn remove_node(&self, id: NodeId) -> Result<u64, Error> {
+        self.change_membership(MembershipChange::RemoveNode(id))
+            .await
+    }
+
+    /// Proposes a single-server membership change and returns its log index once applied on
+    /// this node.
+    #[tracing::instrument(skip(self), fields(node = self.inner.id))]
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<u64, Error> {
+        self.call(|reply| Request::ChangeMembership { change, reply })
+            .await
+    }
+
+    /// Starts handing leadership to `target` (leader only). Returns once the transfer has
+    /// started; watch [`NodeHandle::wait_for`] for `leader == Some(target)`.
+    #[tracing::instrument(skip(self), fields(node = self.inner.id))]
+    pub async fn transfer_leader(&self, target: NodeId) -> Result<(), Error> {
+        self.call(|reply| Request::TransferLeader { target, reply })
+            .await
+    }
+
+    /// Takes a snapshot now and compacts the log; returns the snapshot's index.
+    #[tracing::instrument(skip(self), fields(node = self.inner.id))]
+    pub async fn snapshot(&self) -> Result<u64, Error> {
+        self.call(|reply| Request::Snapshot { reply }).await
+    }
+
+    /// Pushes a message from a peer into the node. Never blocks: when the node's inbound
+    /// queue is full the message is dropped, as a lossy network would.
+    pub fn deliver(&self, message: Message) {
+        if let Err(error) = self.inner.peers.try_send(message) {
+            tracing::debug!(node = self.inner.id, %error, "inbound message dropped");
+        }
+    }
+
+    /// The node's current status.
+    pub fn metrics(&self) -> Metrics {
+        self.inner.metrics.borrow().clone()
+    }
+
+    /// Waits until the node's status satisfies `condition`, at most `timeout`.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        mut condition: impl FnMut(&Metrics) -> bool,
+    ) -> Result<Metrics, Error> {
+        let mut metrics = self.inner.metrics.clone();
+        match tokio::time::timeout(timeout, metrics.wait_for(|m| condition(m))).await {
+            Ok(Ok(found)) => Ok(found.clone()),
+            Ok(Err(_)) => Err(self.stopped_error()),
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+
+    /// Waits until this node knows a leader (at most `timeout`) and returns its id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, Error> {
+        let metrics = self.wait_for(timeout, |m| m.leader.is_some()).await?;
+        metrics.leader.ok_or(Error::NotLeader { leader: None })
+    }
+
+    /// Stops the node cleanly: in-flight WAL writes are flushed, the commit index saved,
+    /// committed entries handed to the apply thread applied, the apply thread joined and the
+    /// WAL closed. Requests still waiting fail with [`Error::Shutdown`] (a proposal among them
+    /// may still have been committed). Returns at once when the node is already stopped.
+    #[tracing::instrument(skip(self), fields(node = self.inner.id))]
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        let (reply, done) = oneshot::channel();
+        if self
+            .inner
+            .requests
+            .send(Request::Shutdown { reply })
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+        let _ = done.await;
+        // The loop sets `stopped` before it answers; wait for it to finish closing.
+        let _ = self
+            .wait_for(Duration::from_secs(30), |m| m.stopped.is_some())
+            .await;
+        Ok(())
+    }
+
+    pub(crate) fn peer_sender(&self) -> mpsc::Sender<Message> {
+        self.inner.peers.clone()
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, Error> {
+        let timeout = self.inner.request_timeout;
+        let (reply, answer) = oneshot::channel();
+        let exchange = async {
+            if self.inner.requests.send(make(reply)).await.is_err() {
+                return Err(self.stopped_error());
+            }
+            match answer.await {
+                Ok(result) => result,
+                Err(_) => Err(self.stopped_error()),
+            }
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+
+    fn stopped_error(&self) -> Error {
+        match &self.inner.metrics.borrow().stopped {
+            Some(reason) if reason != SHUT_DOWN => Error::Stopped {
+                reason: reason.clone(),
+            },
+            _ => Error::Shutdown,
+        }
+    }
+}
