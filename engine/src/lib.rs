@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`sessions`]: [`ClientSessions`], exactly-once machinery any state machine embeds.
 //! - [`check`]: linearizability checking of recorded histories.
+//! - [`core`]: the deterministic Raft core ([`core::RawNode`]): messages in, [`core::Ready`] out.
 //! - [`state_machine`]: the [`StateMachine`] trait an embedder implements, and the
 //!   [`Command`] it is handed.
 //!
@@ -10,6 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod check;
+pub mod core;
 pub mod sessions;
 pub mod state_machine;
 
