@@ -4,6 +4,8 @@
 //! - [`sessions`]: [`ClientSessions`], exactly-once machinery any state machine embeds.
 //! - [`check`]: linearizability checking of recorded histories.
 //! - [`core`]: the deterministic Raft core ([`core::RawNode`]): messages in, [`core::Ready`] out.
+//! - [`driver`]: the async driver that runs a core against the WAL, a transport and a
+//!   [`StateMachine`].
 //! - [`state_machine`]: the [`StateMachine`] trait an embedder implements, and the
 //!   [`Command`] it is handed.
 //!
@@ -12,6 +14,7 @@
 
 pub mod check;
 pub mod core;
+pub mod driver;
 pub mod sessions;
 pub mod state_machine;
 
