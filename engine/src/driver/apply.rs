@@ -15,6 +15,9 @@ use super::Error;
 use super::event_loop::Event;
 use super::handle::Reply;
 
+/// Most entries merged into one [`StateMachine::apply`] call.
+const MAX_BATCH_ENTRIES: usize = 16 * 1024;
+
 /// Who waits for a log entry to be applied.
 pub(crate) enum Waiter {
     /// A client proposal: answered with the state machine's response.
@@ -100,9 +103,38 @@ fn run<S: StateMachine>(
     events: &mpsc::UnboundedSender<Event>,
 ) {
     let mut failed: Option<String> = None;
-    while let Ok(task) = inbox.recv() {
+    let mut next: Option<ApplyTask> = None;
+    loop {
+        let task = match next.take() {
+            Some(task) => task,
+            None => match inbox.recv() {
+                Ok(task) => task,
+                Err(_) => break,
+            },
+        };
         match task {
-            ApplyTask::Entries { entries, waiters } => {
+            ApplyTask::Entries {
+                mut entries,
+                mut waiters,
+            } => {
+                // Entries queued behind these go to the state machine in the same batch (one
+                // atomic write for a persistent state machine).
+                while entries.len() < MAX_BATCH_ENTRIES {
+                    match inbox.try_recv() {
+                        Ok(ApplyTask::Entries {
+                            entries: more,
+                            waiters: more_waiters,
+                        }) => {
+                            entries.extend(more);
+                            waiters.extend(more_waiters);
+                        }
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
                 if let Some(reason) = &failed {
                     for (_, waiter) in waiters {
                         waiter.fail(Error::Stopped {
@@ -166,7 +198,8 @@ fn restore<S: StateMachine>(
 }
 
 /// Applies `entries` and answers `waiters`; returns the last index handled. Blank and
-/// configuration entries are not given to the state machine.
+/// configuration entries are not given to the state machine. On failure every waiter is
+/// told why the node stops.
 fn apply_entries<S: StateMachine>(
     state_machine: &mut S,
     entries: &[Entry],
@@ -175,45 +208,18 @@ fn apply_entries<S: StateMachine>(
     let Some(last) = entries.last().map(|e| e.index) else {
         return Ok(None);
     };
-    let mut proposals: Vec<(u64, u64, Proposal)> = Vec::with_capacity(entries.len());
-    for entry in entries.iter().filter(|e| e.kind == EntryKind::Normal) {
-        let proposal = Proposal::decode(&entry.data).unwrap_or_else(|error| {
-            // Every replica holds the same bytes, so handing them over raw is deterministic.
-            warn!(index = entry.index, %error, "entry is not a proposal envelope; applying its raw bytes");
-            Proposal {
-                client_id: 0,
-                seq: 0,
-                payload: entry.data.to_vec(),
+    let responses = match run_batch(state_machine, entries, last) {
+        Ok(responses) => responses,
+        Err(reason) => {
+            for (_, waiter) in waiters {
+                waiter.fail(Error::Stopped {
+                    reason: reason.clone(),
+                });
             }
-        });
-        proposals.push((entry.index, entry.term, proposal));
-    }
-    let responses = if proposals.is_empty() {
-        Vec::new()
-    } else {
-        let commands: Vec<Command<'_>> = proposals
-            .iter()
-            .map(|(index, term, p)| Command {
-                index: *index,
-                term: *term,
-                client_id: p.client_id,
-                seq: p.seq,
-                payload: &p.payload,
-            })
-            .collect();
-        let responses = state_machine
-            .apply(&commands)
-            .map_err(|e| format!("apply of entries up to {last} failed: {e}"))?;
-        if responses.len() != commands.len() {
-            return Err(format!(
-                "state machine returned {} responses for {} commands",
-                responses.len(),
-                commands.len()
-            ));
+            return Err(reason);
         }
-        responses
     };
-    let mut answered = proposals.iter().map(|(index, _, _)| *index).zip(responses);
+    let mut answered = responses.into_iter();
     let mut next = answered.next();
     for (index, waiter) in waiters {
         while next.as_ref().is_some_and(|(i, _)| *i < index) {
@@ -232,4 +238,54 @@ fn apply_entries<S: StateMachine>(
         }
     }
     Ok(Some(last))
+}
+
+/// Hands the `Normal` entries to the state machine as one batch; returns `(index, response)`
+/// for each.
+fn run_batch<S: StateMachine>(
+    state_machine: &mut S,
+    entries: &[Entry],
+    last: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, String> {
+    let mut proposals: Vec<(u64, u64, Proposal)> = Vec::with_capacity(entries.len());
+    for entry in entries.iter().filter(|e| e.kind == EntryKind::Normal) {
+        let proposal = Proposal::decode(&entry.data).unwrap_or_else(|error| {
+            // Every replica holds the same bytes, so handing them over raw is deterministic.
+            warn!(index = entry.index, %error, "entry is not a proposal envelope; applying its raw bytes");
+            Proposal {
+                client_id: 0,
+                seq: 0,
+                payload: entry.data.to_vec(),
+            }
+        });
+        proposals.push((entry.index, entry.term, proposal));
+    }
+    if proposals.is_empty() {
+        return Ok(Vec::new());
+    }
+    let commands: Vec<Command<'_>> = proposals
+        .iter()
+        .map(|(index, term, p)| Command {
+            index: *index,
+            term: *term,
+            client_id: p.client_id,
+            seq: p.seq,
+            payload: &p.payload,
+        })
+        .collect();
+    let responses = state_machine
+        .apply(&commands)
+        .map_err(|e| format!("apply of entries up to {last} failed: {e}"))?;
+    if responses.len() != commands.len() {
+        return Err(format!(
+            "state machine returned {} responses for {} commands",
+            responses.len(),
+            commands.len()
+        ));
+    }
+    Ok(proposals
+        .iter()
+        .map(|(index, _, _)| *index)
+        .zip(responses)
+        .collect())
 }

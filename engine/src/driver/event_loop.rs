@@ -109,6 +109,9 @@ struct Driver {
     bytes_since_snapshot: u64,
 
     wal_bytes: u64,
+    /// Snapshot writes and compactions running on blocking threads; shutdown waits for
+    /// them, so no file of this node is touched after it returns.
+    background: usize,
     ticks: u64,
     stopping: bool,
     shutdown_replies: Vec<oneshot::Sender<()>>,
@@ -168,6 +171,7 @@ pub(crate) async fn start<S: StateMachine>(
         entries_since_snapshot: 0,
         bytes_since_snapshot: 0,
         wal_bytes,
+        background: 0,
         ticks: 0,
         stopping: false,
         shutdown_replies: Vec::new(),
@@ -350,20 +354,24 @@ impl Driver {
             Event::SnapshotImage(Err(reason)) => {
                 self.finish_snapshot(Err(Error::StateMachine(reason)));
             }
-            Event::SnapshotWritten { index, result } => match result {
-                Ok(()) => match self.raw.snapshot_taken(index) {
-                    Ok(()) => {
-                        info!(node = self.id, index, "snapshot taken");
-                        self.finish_snapshot(Ok(index));
+            Event::SnapshotWritten { index, result } => {
+                self.background = self.background.saturating_sub(1);
+                match result {
+                    Ok(()) => match self.raw.snapshot_taken(index) {
+                        Ok(()) => {
+                            info!(node = self.id, index, "snapshot taken");
+                            self.finish_snapshot(Ok(index));
+                        }
+                        Err(e) => self.finish_snapshot(Err(e.into())),
+                    },
+                    Err(e) => {
+                        warn!(node = self.id, index, error = %e, "snapshot write failed");
+                        self.finish_snapshot(Err(e));
                     }
-                    Err(e) => self.finish_snapshot(Err(e.into())),
-                },
-                Err(e) => {
-                    warn!(node = self.id, index, error = %e, "snapshot write failed");
-                    self.finish_snapshot(Err(e));
                 }
-            },
+            }
             Event::Compacted(result) => {
+                self.background = self.background.saturating_sub(1);
                 if let Err(e) = result {
                     if self.wal.is_poisoned() {
                         self.fail(format!("wal compaction failed: {e}"));
@@ -628,6 +636,7 @@ impl Driver {
         };
         let store = self.snapshots.clone();
         let events = self.events_tx.clone();
+        self.background += 1;
         tokio::task::spawn_blocking(move || {
             let result = storage::write_image(&store, &meta, image).map(|_| ());
             let _ = events.send(Event::SnapshotWritten { index, result });
@@ -655,6 +664,7 @@ impl Driver {
     fn compact_in_background(&mut self, index: u64, term: u64) {
         let wal = self.wal.clone();
         let events = self.events_tx.clone();
+        self.background += 1;
         tokio::task::spawn_blocking(move || {
             let result = wal.compact_prefix(index, term);
             let _ = events.send(Event::Compacted(result));
@@ -808,6 +818,28 @@ impl Driver {
 
     // ------------------------------------------------------------------ shutdown
 
+    /// While closing: handles completions until `busy` turns false (bounded by
+    /// [`FLUSH_TIMEOUT`]). Starts no new work.
+    async fn wait_in_flight(
+        &mut self,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+        busy: impl Fn(&Self) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
+        while busy(self) {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(Event::SnapshotImage(_))) => {
+                    self.finish_snapshot(Err(Error::Shutdown));
+                }
+                Ok(Some(event)) => self.on_event(event),
+                Ok(None) | Err(_) => {
+                    warn!(node = self.id, "gave up waiting for in-flight storage work");
+                    break;
+                }
+            }
+        }
+    }
+
     async fn close(
         mut self,
         mut requests: mpsc::Receiver<Request>,
@@ -816,16 +848,8 @@ impl Driver {
         requests.close();
         if self.fatal.is_none() {
             // Flush: wait for the WAL writes in flight, then save the latest commit index.
-            let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
-            while self.fatal.is_none() && self.persist_queue.iter().any(|p| !p.durable) {
-                match tokio::time::timeout_at(deadline, events.recv()).await {
-                    Ok(Some(event @ (Event::Persisted { .. } | Event::Applied { .. }))) => {
-                        self.on_event(event);
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            self.wait_in_flight(&mut events, |d| d.persist_queue.iter().any(|p| !p.durable))
+                .await;
             if self.fatal.is_none() && !self.wal.is_poisoned() {
                 let hard_state = self.raw.hard_state();
                 if let Err(e) = blocking(|| self.wal.set_hard_state(&hard_state)) {
@@ -833,6 +857,9 @@ impl Driver {
                 }
             }
         }
+        // Snapshot writes and compactions still running touch this node's files: wait for
+        // them (a compaction they leave undone is finished at the next start).
+        self.wait_in_flight(&mut events, |d| d.background > 0).await;
         // The apply thread finishes the entries already handed to it, then stops.
         self.apply_tx = None;
         if let Some(thread) = self.apply_thread.take() {

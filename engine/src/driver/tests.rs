@@ -116,6 +116,8 @@ struct Counter {
     sessions: ClientSessions,
     file: Option<PathBuf>,
     log: ApplyLog,
+    /// A delta whose application fails (a state machine whose disk broke).
+    poison: Option<i64>,
 }
 
 struct CounterImage {
@@ -142,6 +144,7 @@ impl Counter {
             sessions: ClientSessions::new(1024),
             file,
             log,
+            poison: None,
         };
         if let Some(path) = &counter.file
             && let Ok(bytes) = std::fs::read(path)
@@ -206,6 +209,9 @@ impl StateMachine for Counter {
                         .try_into()
                         .map(i64::from_le_bytes)
                         .unwrap_or(0);
+                    if self.poison == Some(delta) {
+                        return Err(CounterError(format!("cannot apply {delta}")));
+                    }
                     self.value += delta;
                     let response = self.value.to_le_bytes().to_vec();
                     self.sessions
@@ -692,4 +698,32 @@ async fn invalid_configuration_is_refused() {
         .start(counter, net.transport(0))
         .await;
     assert!(matches!(refused, Err(Error::Config(_))), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_state_machine_stops_the_node_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = LocalNetwork::new();
+    let mut counter = Counter::open(1, None, ApplyLog::default());
+    counter.poison = Some(13);
+    let builder = NodeBuilder::new(1, dir.path())
+        .voters([1])
+        .tick(Duration::from_millis(5));
+    let node = net.start(builder, counter).await.unwrap();
+    node.wait_for(DEADLINE, Metrics::is_leader).await.unwrap();
+    assert_eq!(value(&node.propose(1i64.to_le_bytes()).await.unwrap()), 1);
+    match node.propose(13i64.to_le_bytes()).await {
+        Err(Error::Stopped { reason }) => assert!(reason.contains("cannot apply 13"), "{reason}"),
+        other => panic!("expected Stopped, got {other:?}"),
+    }
+    let metrics = node
+        .wait_for(DEADLINE, |m| m.stopped.is_some())
+        .await
+        .unwrap();
+    assert!(metrics.stopped.unwrap().contains("cannot apply 13"));
+    assert!(matches!(
+        node.propose(1i64.to_le_bytes()).await,
+        Err(Error::Stopped { .. })
+    ));
+    node.shutdown().await.unwrap();
 }
