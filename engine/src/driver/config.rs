@@ -58,6 +58,9 @@ pub struct NodeBuilder {
     pub(crate) peer_queue: usize,
     /// Capacity of the queue of requests from handles (callers wait when it is full).
     pub(crate) request_queue: usize,
+    /// Most committed entries handed to the apply thread and not yet applied; beyond it a
+    /// leader refuses new proposals with [`Error::Busy`] until the state machine catches up.
+    pub(crate) max_apply_lag: u64,
 }
 
 impl NodeBuilder {
@@ -76,6 +79,7 @@ impl NodeBuilder {
             wal_segment_bytes: 64 << 20,
             peer_queue: 16 * 1024,
             request_queue: 16 * 1024,
+            max_apply_lag: 64 * 1024,
         }
     }
 
@@ -117,6 +121,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Most committed entries waiting for the state machine before a leader refuses new
+    /// proposals with [`Error::Busy`] (default 65,536): backpressure from a slow state machine.
+    pub fn max_apply_lag(mut self, entries: u64) -> Self {
+        self.max_apply_lag = entries;
+        self
+    }
+
     /// The node's id.
     pub fn id(&self) -> NodeId {
         self.id
@@ -145,6 +156,9 @@ impl NodeBuilder {
             return Err(Error::Config(
                 "snapshot policy thresholds must be positive".into(),
             ));
+        }
+        if self.max_apply_lag == 0 {
+            return Err(Error::Config("max_apply_lag must be positive".into()));
         }
         if self.peer_queue == 0 || self.request_queue == 0 {
             return Err(Error::Config("queue capacities must be positive".into()));

@@ -78,6 +78,7 @@ struct Driver {
     metrics_tx: watch::Sender<Metrics>,
     policy: super::SnapshotPolicy,
     tick: Duration,
+    max_apply_lag: u64,
 
     /// Proposals and membership changes waiting for their entry: index → (term, waiter).
     waiters: BTreeMap<u64, (u64, Waiter)>,
@@ -153,6 +154,7 @@ pub(crate) async fn start<S: StateMachine>(
         metrics_tx: watch::channel(placeholder_metrics(id)).0,
         policy: builder.snapshot.clone(),
         tick: builder.tick,
+        max_apply_lag: builder.max_apply_lag,
         waiters: BTreeMap::new(),
         proposals: Vec::new(),
         linearizable_reads: Vec::new(),
@@ -394,6 +396,14 @@ impl Driver {
     /// Proposes the proposals gathered in this turn as one batch, and asks for one read
     /// index for all the linearizable reads (and one for the lease reads).
     fn flush_batches(&mut self) {
+        if !self.proposals.is_empty()
+            && self.handed_out - self.applied.min(self.handed_out) > self.max_apply_lag
+        {
+            // The state machine is far behind: refuse rather than queue without bound.
+            for (_, reply) in std::mem::take(&mut self.proposals) {
+                let _ = reply.send(Err(Error::Busy));
+            }
+        }
         if !self.proposals.is_empty() {
             let batch = std::mem::take(&mut self.proposals);
             let data: Vec<Bytes> = batch.iter().map(|(data, _)| data.clone()).collect();

@@ -727,3 +727,42 @@ async fn a_failing_state_machine_stops_the_node_with_a_clear_error() {
     ));
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_steps_down_and_rejoins() {
+    let cluster = Cluster::new(&[1, 2, 3], policy(100_000), true).await;
+    assert_eq!(cluster.propose(1, 1, 1).await, 1);
+    let old = cluster.leader().await;
+    cluster.net.isolate(old.id());
+    // Check-quorum: the cut-off leader steps down; the majority elects another.
+    old.wait_for(DEADLINE, |m| !m.is_leader()).await.unwrap();
+    let others: Vec<u64> = (1..=3).filter(|&id| id != old.id()).collect();
+    let new = cluster
+        .node(others[0])
+        .wait_for(DEADLINE, |m| m.leader.is_some_and(|l| l != old.id()))
+        .await
+        .unwrap()
+        .leader
+        .unwrap();
+    let new = cluster.node(new).clone();
+    let mut answer = Err(Error::Busy);
+    for _ in 0..100 {
+        answer = new.propose_with_session(1, 2, 1i64.to_le_bytes()).await;
+        if answer.as_ref().is_ok_and(|r| value(r) == 2) {
+            break;
+        }
+    }
+    assert_eq!(value(&answer.unwrap()), 2);
+    // A read on the cut-off node cannot be served linearizably.
+    assert!(
+        old.read(Vec::new(), Consistency::Linearizable)
+            .await
+            .is_err()
+    );
+    cluster.net.heal(old.id());
+    let commit = new.metrics().commit_index;
+    cluster.wait_applied(old.id(), commit).await;
+    assert_eq!(cluster.read(old.id(), Consistency::Linearizable).await, 2);
+    cluster.assert_nothing_applied_twice();
+    cluster.shutdown().await;
+}
