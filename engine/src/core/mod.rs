@@ -37,6 +37,8 @@ pub mod types;
 #[cfg(test)]
 mod tests;
 
+/// The payload type of [`Entry`], re-exported so users need not depend on `bytes`.
+pub use bytes::Bytes;
 pub use codec::{CodecError, Proposal};
 pub use config::{Config, ConfigError};
 pub use message::{DecodeError, Message, MessageBody, RejectHint};
