@@ -175,7 +175,11 @@ pub fn check_final_reads(
 fn refutes(ops: &[Op], config: &CheckConfig, spent: &mut u64) -> Option<bool> {
     let left = config.max_shrink_steps.checked_sub(*spent)?;
     let refs: Vec<&Op> = ops.iter().collect();
-    let (result, steps) = search(&refs, config.max_steps_per_key.min(left));
+    // A candidate that is hard to decide is kept out of the counterexample rather than let
+    // it eat the whole shrinking budget.
+    let per_candidate = (config.max_shrink_steps / 20).max(10_000);
+    let budget = config.max_steps_per_key.min(per_candidate).min(left);
+    let (result, steps) = search(&refs, budget);
     *spent = spent.saturating_add(steps);
     Some(result == SearchResult::NotLinearizable)
 }
@@ -212,7 +216,7 @@ fn observed(op: &Op) -> Option<Option<&[u8]>> {
 }
 
 /// The value an operation may have written, if any.
-fn written(op: &Op) -> Option<&[u8]> {
+fn written_value(op: &Op) -> Option<&[u8]> {
     match (&op.call, &op.outcome) {
         (Call::Write(value), Outcome::WriteOk | Outcome::Info | Outcome::Pending) => Some(value),
         (Call::Cas { new, .. }, Outcome::CasOk(true) | Outcome::Info | Outcome::Pending) => {
@@ -222,37 +226,34 @@ fn written(op: &Op) -> Option<&[u8]> {
     }
 }
 
-/// Whether removing `ops[index]` cannot create a violation that was not there: if `ops`
-/// without it has a linearization, so does the rest. True for operations that write nothing
-/// (removing a constraint never hurts), and for writers of a value no other operation
-/// observes (unless another writes it too) when no mismatching compare-and-set may follow
-/// them. Shrinking removes only such operations, so that the counterexample keeps the
-/// writers its reads need and shows the original violation, not one made by removal.
-fn removable(ops: &[Op], index: usize) -> bool {
-    let target = &ops[index];
-    let Some(value) = written(target) else {
-        return true;
-    };
-    let others = ops
-        .iter()
-        .enumerate()
-        .filter(|(other, _)| *other != index)
-        .map(|(_, op)| op);
-    let mut observers = false;
-    let mut other_writer = false;
-    for op in others {
-        if observed(op) == Some(Some(value)) {
-            observers = true;
-        }
-        if written(op) == Some(value) {
-            other_writer = true;
-        }
-        let mismatch = op.outcome == Outcome::CasOk(false);
-        if mismatch && op.complete.is_none_or(|complete| complete >= target.invoke) {
-            return false;
+/// Whether removing the operations marked in `removed` cannot create a violation that was
+/// not there: if `ops` have a linearization, so do the rest. It holds when no remaining
+/// operation observes a value a removed one may write, and no remaining mismatching
+/// compare-and-set may follow a removed writer (a linearization of `ops` minus the removed
+/// operations, and minus indeterminate compare-and-sets that changed nothing, is then one of
+/// the rest: every remaining operation sees the value it saw). Shrinking removes only such
+/// sets, so the counterexample keeps the writers its reads need and shows the original
+/// violation, not one made by removal.
+fn removable(ops: &[Op], removed: &[bool]) -> bool {
+    let mut written: Vec<&[u8]> = Vec::new();
+    let mut first_writer = u64::MAX;
+    for (op, _) in ops.iter().zip(removed).filter(|(_, removed)| **removed) {
+        if let Some(value) = written_value(op) {
+            written.push(value);
+            first_writer = first_writer.min(op.invoke);
         }
     }
-    !observers || other_writer
+    ops.iter()
+        .zip(removed)
+        .filter(|(_, removed)| !**removed)
+        .all(|(op, _)| {
+            let observes_removed = observed(op)
+                .flatten()
+                .is_some_and(|value| written.contains(&value));
+            let mismatch_after = op.outcome == Outcome::CasOk(false)
+                && op.complete.is_none_or(|complete| complete >= first_writer);
+            !observes_removed && !mismatch_after
+        })
 }
 
 /// Shrinks a non-linearizable key history to a small non-linearizable sub-history. Returns it
@@ -296,28 +297,41 @@ fn shrink(ops: &[&Op], config: &CheckConfig) -> (Vec<Op>, u64) {
         current = best;
     }
 
-    // 2. Greedily remove operations (latest first) while the rest stays non-linearizable,
-    // until a pass removes nothing.
+    // 2. Remove operations while the rest stays non-linearizable: runs of operations first
+    // (halving the run length, as delta debugging does, so that the violation's few
+    // operations are isolated in few checks), then single operations until a pass removes
+    // nothing.
+    let mut run = (current.len() / 2).max(1);
     'passes: loop {
-        let mut removed = false;
-        let mut index = current.len();
-        while index > 0 {
-            index -= 1;
-            if !removable(&current, index) {
+        let mut removed_any = false;
+        let mut end = current.len();
+        while end > 0 {
+            let start = end.saturating_sub(run);
+            let removed: Vec<bool> = (0..current.len())
+                .map(|i| (start..end).contains(&i))
+                .collect();
+            end = start;
+            if !removable(&current, &removed) {
                 continue;
             }
-            let mut candidate = current.clone();
-            candidate.remove(index);
+            let candidate: Vec<Op> = current
+                .iter()
+                .zip(&removed)
+                .filter(|(_, removed)| !**removed)
+                .map(|(op, _)| op.clone())
+                .collect();
             match refutes(&candidate, config, &mut spent) {
                 Some(true) => {
                     current = candidate;
-                    removed = true;
+                    removed_any = true;
                 }
                 Some(false) => {}
                 None => break 'passes,
             }
         }
-        if !removed {
+        if run > 1 {
+            run = (run / 2).max(1).min(current.len().max(1));
+        } else if !removed_any {
             break;
         }
     }

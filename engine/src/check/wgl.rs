@@ -175,8 +175,82 @@ fn reduce<'a>(ops: &[&'a Op]) -> Vec<Entry> {
 ///   "absent");
 /// - no operation invoked before it completed may write `v`;
 /// - every operation that may write `v` completed before an acknowledged write of another
-///   value began, and that write completed before the operation began (a stale read).
+///   value began, and that write completed before the operation began (a stale read);
+/// - `v` was observed, then another value, then `v` again, one after the other in real
+///   time, and at most one operation may write `v` (see [`flip_flop`]).
 fn refuted(entries: &[Entry]) -> bool {
+    stale(entries) || flip_flop(entries)
+}
+
+/// A value that comes back: observers of `v`, then of `u`, then of `v` again, each
+/// completing before the next begins, while at most one operation may write `v` (none, for
+/// absent). The register held `v` after its writer, then `u`, written later than `v`'s
+/// writer; for `v` to return, `v` must be written again: impossible.
+fn flip_flop(entries: &[Entry]) -> bool {
+    let mut writers: HashMap<u32, usize> = HashMap::new();
+    for entry in entries {
+        if let Some(value) = entry.kind.writes() {
+            *writers.entry(value).or_insert(0) += 1;
+        }
+    }
+    // Per value: the earliest completion and the latest invocation of its observers.
+    let mut spans: HashMap<u32, (u64, u64)> = HashMap::new();
+    let mut observers: Vec<(u64, u64, u32)> = Vec::new();
+    for entry in entries.iter().filter(|entry| !entry.kind.is_info()) {
+        if let Some(value) = entry.kind.observes() {
+            observers.push((entry.invoke, entry.complete, value));
+            let span = spans.entry(value).or_insert((u64::MAX, 0));
+            span.0 = span.0.min(entry.complete);
+            span.1 = span.1.max(entry.invoke);
+        }
+    }
+    // Queries, latest first: is there an observer of another value invoked after `first`
+    // completed and completed before `last` was invoked?
+    let mut queries: Vec<(u64, u64, u32)> = spans
+        .iter()
+        .filter(|(value, _)| writers.get(value).copied().unwrap_or(0) <= 1)
+        .filter(|(_, (first, last))| first < last)
+        .map(|(&value, &(first, last))| (first, last, value))
+        .collect();
+    queries.sort_unstable_by(|a, b| b.cmp(a));
+    observers.sort_unstable_by(|a, b| b.cmp(a));
+    // Among observers invoked after the current query's `first`: the two earliest
+    // completions of different values, (complete, value).
+    let mut best: [Option<(u64, u32)>; 2] = [None, None];
+    let mut next = 0;
+    for (first, last, value) in queries {
+        while let Some(&(invoke, complete, observed)) = observers.get(next) {
+            if invoke <= first {
+                break;
+            }
+            next += 1;
+            insert_least_two(&mut best, (complete, observed));
+        }
+        let middle = best.iter().flatten().find(|(_, other)| *other != value);
+        if middle.is_some_and(|(complete, _)| *complete < last) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Keeps in `best` the two least `(time, value)` pairs with different values.
+fn insert_least_two(best: &mut [Option<(u64, u32)>; 2], candidate: (u64, u32)) {
+    match *best {
+        [Some(first), _] if first.1 == candidate.1 => best[0] = Some(first.min(candidate)),
+        [Some(first), _] if candidate < first => *best = [Some(candidate), Some(first)],
+        [Some(_), Some(second)] if second.1 == candidate.1 => {
+            best[1] = Some(second.min(candidate));
+        }
+        [Some(_), Some(second)] if candidate < second => best[1] = Some(candidate),
+        [Some(_), None] => best[1] = Some(candidate),
+        [None, _] => best[0] = Some(candidate),
+        _ => {}
+    }
+}
+
+/// The stale-read refutations of [`refuted`].
+fn stale(entries: &[Entry]) -> bool {
     // For each value, the earliest invocation and latest completion of its possible writers.
     let mut writers: HashMap<u32, (u64, u64)> = HashMap::new();
     for entry in entries {
@@ -530,7 +604,7 @@ impl Search {
         let words = self.kinds.len().div_ceil(64);
         // The linearized set's bits followed by the register state: one cache key.
         let mut key: Vec<u64> = vec![0; words + 1];
-        let mut cache: HashSet<Vec<u64>, BuildHasherDefault<FxHasher>> = HashSet::default();
+        let mut cache: HashSet<Box<[u64]>, BuildHasherDefault<FxHasher>> = HashSet::default();
         let mut stack: Vec<Choice> = Vec::new();
         let mut left = [0usize; CLASSES];
         for &class in &self.classes {
@@ -618,7 +692,7 @@ impl Search {
                             // configuration with it.
                             forced
                         } else {
-                            cache.insert(key.clone());
+                            cache.insert(key.as_slice().into());
                             stack.push(Choice {
                                 op,
                                 state,
