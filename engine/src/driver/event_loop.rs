@@ -115,6 +115,8 @@ struct Driver {
     background: usize,
     ticks: u64,
     stopping: bool,
+    /// Tests: stop without flushing (see `NodeHandle::crash`).
+    crashed: bool,
     shutdown_replies: Vec<oneshot::Sender<()>>,
     fatal: Option<String>,
 }
@@ -176,6 +178,7 @@ pub(crate) async fn start<S: StateMachine>(
         background: 0,
         ticks: 0,
         stopping: false,
+        crashed: false,
         shutdown_replies: Vec::new(),
         fatal: None,
     };
@@ -313,6 +316,12 @@ impl Driver {
             Request::Shutdown { reply } => {
                 self.shutdown_replies.push(reply);
                 self.stopping = true;
+            }
+            #[cfg(test)]
+            Request::Crash { reply } => {
+                self.shutdown_replies.push(reply);
+                self.stopping = true;
+                self.crashed = true;
             }
         }
     }
@@ -856,7 +865,7 @@ impl Driver {
         mut events: mpsc::UnboundedReceiver<Event>,
     ) {
         requests.close();
-        if self.fatal.is_none() {
+        if self.fatal.is_none() && !self.crashed {
             // Flush: wait for the WAL writes in flight, then save the latest commit index.
             self.wait_in_flight(&mut events, |d| d.persist_queue.iter().any(|p| !p.durable))
                 .await;
@@ -920,6 +929,8 @@ impl Driver {
                     let _ = reply.send(Err(error()));
                 }
                 Request::Shutdown { reply } => self.shutdown_replies.push(reply),
+                #[cfg(test)]
+                Request::Crash { reply } => self.shutdown_replies.push(reply),
             }
         }
         // Close the WAL: the last handle's drop joins its threads (compactions still running

@@ -54,6 +54,11 @@ pub(crate) enum Request {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// Tests: stop like a crash (no flush, no final hard state save).
+    #[cfg(test)]
+    Crash {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// The text of [`Metrics::stopped`] after a clean shutdown.
@@ -83,6 +88,8 @@ impl std::fmt::Debug for Request {
             Request::TransferLeader { .. } => "TransferLeader",
             Request::Snapshot { .. } => "Snapshot",
             Request::Shutdown { .. } => "Shutdown",
+            #[cfg(test)]
+            Request::Crash { .. } => "Crash",
         };
         f.write_str(name)
     }
@@ -245,6 +252,22 @@ impl NodeHandle {
             .wait_for(Duration::from_secs(30), |m| m.stopped.is_some())
             .await;
         Ok(())
+    }
+
+    /// Tests: stops the node the way a crash would, without flushing or saving the commit
+    /// index (what the apply thread was given is still applied).
+    #[cfg(test)]
+    pub(crate) async fn crash(&self) {
+        let (reply, done) = oneshot::channel();
+        if self
+            .inner
+            .requests
+            .send(Request::Crash { reply })
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+        }
     }
 
     pub(crate) fn peer_sender(&self) -> mpsc::Sender<Message> {

@@ -766,3 +766,25 @@ async fn a_partitioned_leader_steps_down_and_rejoins() {
     cluster.assert_nothing_applied_twice();
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unclean_stop_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::new(&[1, 2, 3], policy(16), true).await;
+    cluster.increments(1, 40).await;
+    for id in 1..=3 {
+        let node = cluster.nodes.remove(&id).unwrap();
+        cluster.net.unregister(id);
+        node.crash().await;
+    }
+    for id in 1..=3 {
+        cluster.start(id).await;
+    }
+    let commit = cluster.leader().await.metrics().commit_index;
+    for id in 1..=3 {
+        cluster.wait_applied(id, commit).await;
+        assert_eq!(cluster.read(id, Consistency::Stale).await, 40);
+    }
+    assert_eq!(cluster.propose(500, 1, 1).await, 41);
+    cluster.assert_nothing_applied_twice();
+    cluster.shutdown().await;
+}
