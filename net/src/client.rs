@@ -3,6 +3,15 @@
 //!
 //! Retries keep the request's `(client_id, seq)` (only `attempt` changes), so a write that
 //! reached the state machine before a timeout is deduplicated, not applied twice.
+//!
+//! The state machine remembers only the latest `seq` of each client id: a request whose `seq` is
+//! below the latest applied one is refused as stale, and its answer is gone. So one client id
+//! must never have two requests in flight, or a retry of the older one (already applied) would
+//! come back "not applied" once the newer one lands. [`Client::request`] therefore runs each
+//! concurrent request on its own *lane*: a client id with its own sequence, held by one request
+//! at a time. The first lane is [`Client::client_id`]; more are made (with fresh random ids) only
+//! when requests overlap, and are reused afterwards, so a client uses as many ids as its peak
+//! number of requests in flight.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -130,8 +139,36 @@ pub struct Client {
     options: ClientOptions,
     client_id: u64,
     next_seq: AtomicU64,
+    /// Lanes not held by a request in flight (see the module docs).
+    free_lanes: Mutex<Vec<Lane>>,
     connections: tokio::sync::Mutex<HashMap<SocketAddr, Connection>>,
     leader_hint: Mutex<Option<SocketAddr>>,
+}
+
+/// A client id and its sequence, held by one request at a time.
+#[derive(Debug)]
+struct Lane {
+    client_id: u64,
+    /// The next `seq` of this lane; `None` for the first lane, whose sequence is
+    /// [`Client::next_seq`].
+    next_seq: Option<u64>,
+}
+
+/// Gives its lane back to the client when the request ends (or is cancelled).
+struct LaneGuard<'a> {
+    free_lanes: &'a Mutex<Vec<Lane>>,
+    lane: Option<Lane>,
+}
+
+impl Drop for LaneGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(lane) = self.lane.take() {
+            self.free_lanes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(lane);
+        }
+    }
 }
 
 /// Where an attempt goes next.
@@ -162,13 +199,17 @@ impl Client {
             addr: bind_addr,
             source,
         })?;
-        let client_id = options.client_id.unwrap_or_else(rand::random);
+        let client_id = options.client_id.unwrap_or_else(random_client_id);
         Ok(Self {
             endpoint,
             config,
             options,
             client_id,
             next_seq: AtomicU64::new(1),
+            free_lanes: Mutex::new(vec![Lane {
+                client_id,
+                next_seq: None,
+            }]),
             connections: tokio::sync::Mutex::new(HashMap::new()),
             leader_hint: Mutex::new(None),
         })
@@ -184,12 +225,42 @@ impl Client {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Takes a free lane (or makes one) and the next `(client_id, seq)` on it.
+    fn take_lane(&self) -> (u64, u64, LaneGuard<'_>) {
+        let free = self
+            .free_lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let mut lane = free.unwrap_or_else(|| Lane {
+            client_id: random_client_id(),
+            next_seq: Some(1),
+        });
+        let seq = match &mut lane.next_seq {
+            None => self.next_seq(),
+            Some(next) => {
+                let seq = *next;
+                *next += 1;
+                seq
+            }
+        };
+        let client_id = lane.client_id;
+        let guard = LaneGuard {
+            free_lanes: &self.free_lanes,
+            lane: Some(lane),
+        };
+        (client_id, seq, guard)
+    }
+
     /// Sends a new request (fresh `seq`) and returns the `Ok` payload; a `Rejected` answer
-    /// becomes [`ClientError::Rejected`].
+    /// becomes [`ClientError::Rejected`]. Safe to call concurrently: overlapping requests go
+    /// out under different client ids (see the module docs), so none of them can be refused
+    /// as stale because of another.
     pub async fn request(&self, kind: RequestKind, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        let (client_id, seq, _lane) = self.take_lane();
         let request = ClientRequest {
-            client_id: self.client_id,
-            seq: self.next_seq(),
+            client_id,
+            seq,
             attempt: 0,
             kind,
             body,
@@ -414,6 +485,12 @@ impl Client {
         self.endpoint.close(VarInt::from_u32(0), b"client closed");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
+}
+
+/// A random client id; never 0, which the state machine treats as anonymous (no
+/// deduplication).
+fn random_client_id() -> u64 {
+    rand::random::<u64>().max(1)
 }
 
 /// Resolves a redirect address (`ip:port` or `host:port`), bounded to one second.

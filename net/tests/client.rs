@@ -318,3 +318,76 @@ async fn client_connections_beyond_the_limit_are_refused_with_a_reason() {
     third.close().await;
     node.shutdown().await;
 }
+
+/// The state machine keeps only each client id's latest `seq`: two requests of one client id in
+/// flight at once could land out of order, and the older one (or its retry, after it was in fact
+/// applied) would be refused as stale. Concurrent `request` calls must therefore never share a
+/// client id while in flight, and lanes are reused once free.
+#[tokio::test]
+async fn concurrent_requests_never_share_a_client_id_in_flight() {
+    init_tracing();
+    let ca = ClusterCa::generate("lanes").unwrap();
+    let (node, mut channels) = start(&ca, 1).await;
+    let client = Arc::new(
+        Client::new(
+            &client_identity(&ca),
+            options(vec![node.local_addr().unwrap()]),
+        )
+        .unwrap(),
+    );
+    const IN_FLIGHT: usize = 6;
+    let calls: Vec<_> = (0..IN_FLIGHT)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .request(RequestKind::Write, vec![u8::try_from(i).unwrap()])
+                    .await
+            })
+        })
+        .collect();
+    // Hold every request unanswered until all have arrived: they are all in flight together.
+    let mut held = Vec::new();
+    while held.len() < IN_FLIGHT {
+        let incoming = tokio::time::timeout(WAIT, channels.client_requests.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        held.push(incoming);
+    }
+    let mut ids: Vec<u64> = held.iter().map(|i| i.request.client_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), IN_FLIGHT, "requests in flight share a client id");
+    assert!(
+        ids.contains(&client.client_id()),
+        "the first lane is client_id()"
+    );
+    assert!(!ids.contains(&0), "client id 0 means no deduplication");
+    // Answer in reverse order of arrival.
+    for incoming in held.into_iter().rev() {
+        let body = incoming.request.body.clone();
+        incoming
+            .responder
+            .respond(&ClientResponse::Ok(body))
+            .await
+            .unwrap();
+    }
+    for (i, call) in calls.into_iter().enumerate() {
+        assert_eq!(call.await.unwrap().unwrap(), vec![u8::try_from(i).unwrap()]);
+    }
+    // Lanes are reused: a later request takes one of the ids already used, with a higher seq.
+    let seen = serve(channels.client_requests, echo);
+    client
+        .request(RequestKind::Write, b"again".to_vec())
+        .await
+        .unwrap();
+    let (id, seq, _, _) = seen.lock().unwrap()[0];
+    assert!(
+        ids.contains(&id),
+        "a fresh client id was made for a lone request"
+    );
+    assert!(seq >= 2, "lane sequence restarted: seq {seq}");
+    client.close().await;
+    node.shutdown().await;
+}
