@@ -423,8 +423,15 @@ mod check {
 
     #[test]
     fn performance_chaos_like_run() {
+        let workload = Workload {
+            clients: 20,
+            ops: 4_000,
+            info_percent: 10,
+            stall_percent: 5,
+            ..CHAOS_LIKE
+        };
         for seed in 0..3 {
-            let (history, finals) = generate(seed, CHAOS_LIKE);
+            let (history, finals) = generate(seed, workload);
             let report = timed_check("chaos-like", &history, &finals);
             assert_eq!(report.verdict, Verdict::Linearizable, "seed {seed}");
         }
@@ -485,21 +492,120 @@ mod check {
         assert!(ops.len() <= 3, "{}", report.verdict);
     }
 
+    #[test]
+    fn performance_search_refutes_disagreeing_readers() {
+        // No linear-time refutation sees this: concurrent writes, and two readers that see two
+        // of them in opposite orders while the writes are in flight. The search must.
+        let (history, finals) = generate(3, CHAOS_LIKE);
+        let mut ops = history.ops().to_vec();
+        let start = history.max_time() + 1;
+        let key = b"disagree".to_vec();
+        let mut push = |process: u64, call: Call, invoke: u64, complete: u64, outcome: Outcome| {
+            ops.push(Op {
+                process,
+                key: key.clone(),
+                call,
+                invoke: start + invoke,
+                complete: Some(start + complete),
+                outcome,
+            });
+        };
+        for i in 0..16u64 {
+            push(
+                100 + i,
+                Call::write(format!("{i}")),
+                0,
+                100,
+                Outcome::WriteOk,
+            );
+        }
+        let read = |value: &str| Outcome::ReadOk(Some(value.as_bytes().to_vec()));
+        push(200, Call::Read, 10, 20, read("3"));
+        push(200, Call::Read, 30, 40, read("11"));
+        push(201, Call::Read, 11, 21, read("11"));
+        push(201, Call::Read, 31, 41, read("3"));
+        let history: History = ops.into_iter().collect();
+        let report = timed_check("disagreeing readers", &history, &finals);
+        let Verdict::NotLinearizable {
+            key: bad,
+            ops: witness,
+        } = &report.verdict
+        else {
+            panic!("{:?}", report.verdict);
+        };
+        assert_eq!(bad, b"disagree");
+        assert_eq!(witness.len(), 6, "{}", report.verdict);
+    }
+
     /// `cargo test -p shoal-engine --release --test check stress -- --ignored --nocapture`
+    ///
+    /// 20 clients, 10,000 operations over 100 keys (100 per key), and harder variants: 15%
+    /// indeterminate operations, 10% stalled operations, 300 operations per key, and
+    /// write-heavy; 20 seeds each.
     #[test]
     #[ignore = "stress test: run by hand, in release"]
     fn stress_twenty_clients_ten_thousand_ops() {
-        let workload = Workload {
+        let base = Workload {
             clients: 20,
             ops: 10_000,
             ops_per_key: 100,
             info_percent: 5,
             ..CHAOS_LIKE
         };
-        for seed in 0..5 {
-            let (history, finals) = generate(seed, workload);
-            let report = timed_check("stress 20 clients", &history, &finals);
-            assert_eq!(report.verdict, Verdict::Linearizable, "seed {seed}");
+        let variants = [
+            ("20 clients, 100 ops/key", base),
+            (
+                "15% indeterminate",
+                Workload {
+                    info_percent: 15,
+                    ..base
+                },
+            ),
+            (
+                "10% stalled",
+                Workload {
+                    stall_percent: 10,
+                    ..base
+                },
+            ),
+            (
+                "300 ops/key",
+                Workload {
+                    ops_per_key: 300,
+                    ..base
+                },
+            ),
+            (
+                "write-heavy",
+                Workload {
+                    read_percent: 10,
+                    cas_percent: 10,
+                    ..base
+                },
+            ),
+        ];
+        for (name, workload) in variants {
+            let started = Instant::now();
+            let mut worst_key = 0;
+            let mut steps = 0;
+            for seed in 0..20 {
+                let (history, finals) = generate(seed, workload);
+                let report = check_final_reads(&history, &finals, &CheckConfig::default()).unwrap();
+                assert_eq!(report.verdict, Verdict::Linearizable, "{name}, seed {seed}");
+                steps += report.steps;
+                worst_key = report
+                    .keys
+                    .iter()
+                    .map(|k| k.steps)
+                    .max()
+                    .unwrap_or(0)
+                    .max(worst_key);
+            }
+            eprintln!(
+                "stress {name}: 20 runs of {} ops, {steps} steps, worst key {worst_key} steps, {:?} (generation included)",
+                workload.ops + 100,
+                started.elapsed()
+            );
         }
     }
 }

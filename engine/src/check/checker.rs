@@ -70,8 +70,8 @@ pub enum Verdict {
         /// A small sub-history of that key that is not linearizable on its own, in
         /// invocation order: a cut of the key's history at the earliest completion that
         /// makes it non-linearizable (operations still running at the cut appear as
-        /// [`Outcome::Pending`]; reads running at the cut are left out), then every operation
-        /// whose removal keeps it non-linearizable removed.
+        /// [`Outcome::Pending`]; reads running at the cut are left out), then stripped of
+        /// operations while it stays non-linearizable (see the [module docs](super)).
         ops: Vec<Op>,
     },
     /// No key is known non-linearizable, but the search ran out of steps on these keys.

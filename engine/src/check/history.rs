@@ -307,21 +307,24 @@ impl History {
             .unwrap_or(0)
     }
 
-    /// A copy of this history with, for each key of `final_values`, a read that starts after
-    /// every recorded time and returned that value (`None`: the key was absent). See
+    /// A copy of this history with, for each key of `final_values`, a read by process
+    /// [`FINAL_READ_PROCESS`] that starts after every recorded time and returned that value
+    /// (`None`: the key was absent). See
     /// [`check_final_reads`](super::check_final_reads).
     pub fn with_final_reads(&self, final_values: &BTreeMap<Key, Option<Value>>) -> History {
         let mut history = self.clone();
-        let start = self.max_time().saturating_add(1);
+        // One after the other, so that the reads form a well-formed process of their own.
+        let mut time = self.max_time().saturating_add(1);
         for (key, value) in final_values {
             history.push(Op {
                 process: FINAL_READ_PROCESS,
                 key: key.clone(),
                 call: Call::Read,
-                invoke: start,
-                complete: Some(start.saturating_add(1)),
+                invoke: time,
+                complete: Some(time.saturating_add(1)),
                 outcome: Outcome::ReadOk(value.clone()),
             });
+            time = time.saturating_add(2);
         }
         history
     }

@@ -34,27 +34,52 @@
 //!
 //! # The search and its bound
 //!
-//! Per key: Lowe's version of the Wing & Gong search, a depth-first search over the calls
-//! that may come next, with a cache of (linearized set, register value) configurations
-//! already explored. Its cost is exponential in the worst case, in the key's concurrency
-//! (the operations in flight at once, indeterminate ones counting until the end of the
-//! history): with c concurrent operations it can meet up to about 2^c linearized sets at
-//! each point. On real histories the cache and the order of trial (determinate operations
-//! first, indeterminate ones only where a linearization needs them) keep it near linear.
-//! Before searching, linear-time refutations settle the common violations (a value read that
-//! no operation wrote, or wrote only later; an absent register read after a write was
-//! acknowledged), and indeterminate writes whose values nobody observed are dropped.
+//! Per key, values are interned, and every value no operation compares against (no read
+//! returned it, no compare-and-set expected it) is folded into one "unseen" value. Then:
+//!
+//! 1. Linear-time refutations (O(n log n)) settle the common violations without a search: a
+//!    value read that no operation wrote, or wrote only later; an absent register read after
+//!    a write was acknowledged; a stale read (every writer of the value completed before an
+//!    acknowledged write of another value began, which completed before the read began);
+//!    a value that comes back (observed, then another value, then it again, in real-time
+//!    order, with a single writer).
+//! 2. Indeterminate writes whose values nobody observes are dropped.
+//! 3. Lowe's version of the Wing & Gong search: a depth-first search over the calls that may
+//!    come next (those before the first return of an operation not yet linearized), with a
+//!    cache of (linearized set, register value) configurations already explored. It is
+//!    exact; these rules only cut branches that cannot lead to a linearization, or that are
+//!    equivalent to one tried (each is argued where it is implemented, in `wgl.rs`):
+//!    - a candidate that does not change the register (a read, a mismatching
+//!      compare-and-set) and fits the current value is taken at once, without trying others;
+//!    - a write may not strand a value with a single writer while a determinate operation
+//!      still needs it, and must wait for the writes a later read of its value proves came
+//!      earlier;
+//!    - of the writes of unseen values, only the one due first is tried; of identical
+//!      indeterminate operations, only the earliest invoked; an indeterminate operation is
+//!      tried only where a candidate that needs its value could follow it.
+//!
+//! The search is exponential in the worst case, in the key's concurrency (the operations in
+//! flight at once, indeterminate ones counting until the end of the history). On histories
+//! like those of `shoal chaos` (20 clients, 100 to 300 operations per key, 5–15%
+//! indeterminate, stalls) the rules keep it near linear: the worst key of 120 such runs of
+//! 10,000 operations took 117,000 steps, and a run checks in about 10–40 ms in a release
+//! build. Its tests compare it with an exhaustive search on 400,000 small arbitrary
+//! histories (repeated values, mismatches, indeterminate and failed operations).
 //!
 //! Every key's search is bounded by [`CheckConfig::max_steps_per_key`], a count of search
-//! steps (not wall-clock time, so verdicts are deterministic). A key that exhausts it gets
-//! [`KeyVerdict::Unknown`], and the history [`Verdict::Unknown`] unless another key is
-//! known non-linearizable; `Unknown` is not a pass. The remedy is the one Jepsen's
-//! independent workloads use: keep the operations per key and the clients per key bounded
-//! (tens to a few hundred operations, 5–20 clients), moving to fresh keys.
+//! steps (not wall-clock time, so verdicts are deterministic; a step is roughly 50 ns in a
+//! release build, ten times that in a debug build, and at most one cache entry of about 50
+//! bytes). A key that exhausts it gets [`KeyVerdict::Unknown`], and the history
+//! [`Verdict::Unknown`] unless another key is known non-linearizable; `Unknown` is not a
+//! pass. The remedy is the one Jepsen's independent workloads use: keep the operations per
+//! key and the clients per key bounded (tens to a few hundred operations, 5–20 clients),
+//! moving to fresh keys; or raise the budget.
 //!
 //! When a key is not linearizable, [`Verdict::NotLinearizable`] carries a small sub-history:
 //! the key's history cut at the earliest completion where it is already non-linearizable,
-//! then greedily stripped of every operation it does not need. Shrinking has its own budget,
+//! then stripped, delta-debugging style, of the operations it does not need. Only removals
+//! that cannot create a violation of their own are tried (the writers its reads observe
+//! stay), so the counterexample shows the original violation. Shrinking has its own budget,
 //! [`CheckConfig::max_shrink_steps`]; the sub-history is always verified non-linearizable.
 //!
 //! # No acknowledged write lost

@@ -672,3 +672,26 @@ fn jsonl_parser_reports_bad_lines() {
         assert_eq!(error.line, line, "{text}: {error}");
     }
 }
+
+#[test]
+fn final_reads_are_a_well_formed_process() {
+    let mut history = History::new();
+    let w = history.invoke(1, "a", Call::write("1"), 0);
+    history.complete(w, Outcome::WriteOk, 5).unwrap();
+    let finals = BTreeMap::from([
+        (b"a".to_vec(), v("1")),
+        (b"b".to_vec(), None),
+        (b"c".to_vec(), None),
+    ]);
+    let with_reads = history.with_final_reads(&finals);
+    assert_eq!(with_reads.len(), 4);
+    assert_eq!(
+        History::from_jsonl(&with_reads.to_jsonl()).unwrap().len(),
+        4
+    );
+    assert!(
+        check_final_reads(&history, &finals, &CheckConfig::default())
+            .unwrap()
+            .is_linearizable()
+    );
+}
