@@ -32,7 +32,7 @@ use crate::format::{
 };
 use crate::fsutil::{duplicate_error, files_with_suffix, io_error, sync_dir, write_zeros};
 use crate::meta::{Meta, MetaFile};
-use crate::recovery::{Loc, TornTail, scan_log};
+use crate::recovery::{Loc, TornTail, verify_log};
 use crate::store::LogStore;
 use crate::terms::TermRuns;
 
@@ -189,6 +189,8 @@ struct Shared {
     spare: Mutex<SpareState>,
     spare_changed: Condvar,
     poisoned: AtomicBool,
+    /// Test hook: the next segment write fails (feature `fault-injection`).
+    fail_next_write: AtomicBool,
     counters: Counters,
     recovery: RecoveryReport,
 }
@@ -311,7 +313,7 @@ impl Wal {
             sync_dir(parent)?;
         }
         let meta = MetaFile::open(&dir)?;
-        let scan = scan_log(&dir, &mut |_| {})?;
+        let scan = verify_log(&dir)?;
         let mut report = RecoveryReport::default();
 
         for path in &scan.temporary {
@@ -447,6 +449,7 @@ impl Wal {
             }),
             spare_changed: Condvar::new(),
             poisoned: AtomicBool::new(false),
+            fail_next_write: AtomicBool::new(false),
             counters: Counters::default(),
             recovery: report,
         });
@@ -503,6 +506,15 @@ impl Wal {
     /// [`Error::Poisoned`]).
     pub fn is_poisoned(&self) -> bool {
         self.inner.shared.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Makes the next segment write fail as if the disk had refused it (tests of poisoning).
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_write_failure(&self) {
+        self.inner
+            .shared
+            .fail_next_write
+            .store(true, Ordering::Release);
     }
 
     /// Counters since open.
@@ -963,6 +975,12 @@ impl Shared {
             return Ok(());
         }
         let active = &writer.active;
+        if self.fail_next_write.swap(false, Ordering::AcqRel) {
+            return Err(Error::Io {
+                path: active.path.clone(),
+                source: std::io::Error::other("injected write failure"),
+            });
+        }
         active
             .file
             .write_all_at(&writer.buf, active.write_end)

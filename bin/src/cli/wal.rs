@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::{Value, json};
 use shoal_wal::format::Record;
-use shoal_wal::recovery::{LogScan, VisitedRecord, scan_log};
+use shoal_wal::recovery::{LogScan, VisitedRecord, scan_log, verify_log};
 use shoal_wal::{EntryKind, SnapshotReader, WAL_DIR_NAME};
 
 use super::output::Output;
@@ -141,7 +141,7 @@ pub fn dump(global: &GlobalArgs, args: &WalDirArgs) -> CliResult {
 /// `shoal wal check`: verify every checksum of the log and of the snapshot files.
 pub fn check(global: &GlobalArgs, args: &WalDirArgs) -> CliResult {
     let dir = wal_dir(&args.data_dir)?;
-    let scan = scan_log(&dir, &mut |_| {})?;
+    let scan = verify_log(&dir)?;
     let snapshots = check_snapshots(&args.data_dir)?;
     let mut out = Output::new();
     if global.json {
