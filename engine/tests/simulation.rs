@@ -8,11 +8,12 @@
 
 mod sim;
 
-fn run_many(nodes: usize, base: u64, default_seeds: u64) {
+fn run_many(run: usize) {
+    let (nodes, base, default_seeds) = sim::DEFAULT_RUNS[run];
     let mut total = sim::Stats::default();
     let seeds = sim::seeds(base, default_seeds);
     for &seed in &seeds {
-        match sim::run(seed, nodes, 1000) {
+        match sim::run(seed, nodes, sim::SAFETY_TICKS) {
             Ok(stats) => {
                 total.ops_ok += stats.ops_ok;
                 total.ops_info += stats.ops_info;
@@ -30,15 +31,15 @@ fn run_many(nodes: usize, base: u64, default_seeds: u64) {
 
 #[test]
 fn three_nodes() {
-    run_many(3, 0, 60);
+    run_many(0);
 }
 
 #[test]
 fn five_nodes() {
-    run_many(5, 1_000_000, 30);
+    run_many(1);
 }
 
 #[test]
 fn seven_nodes() {
-    run_many(7, 2_000_000, 15);
+    run_many(2);
 }

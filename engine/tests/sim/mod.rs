@@ -25,6 +25,14 @@ use shoal_wal::{LogStore, MemLogStore};
 
 use kv::{Kv, KvOp};
 
+/// The default runs: (cluster size, first seed, seed count). Sized so that the crate's tests
+/// stay well under three minutes on two cores in the debug profile.
+pub const DEFAULT_RUNS: [(usize, u64, u64); 3] =
+    [(3, 0, 300), (5, 1_000_000, 120), (7, 2_000_000, 60)];
+
+/// Ticks of the safety phase (faults on) of every run.
+pub const SAFETY_TICKS: u64 = 1000;
+
 /// Seeds to run: `SHOAL_SEED=n` runs only `n`; `SHOAL_SIM_SEEDS=k` runs `k` seeds from `base`.
 pub fn seeds(base: u64, default_count: u64) -> Vec<u64> {
     if let Ok(seed) = std::env::var("SHOAL_SEED")
@@ -74,7 +82,7 @@ pub struct Faults {
 
 impl Faults {
     fn derive(rng: &mut SmallRng) -> Self {
-        Self {
+        let mut faults = Self {
             drop: rng.random_range(0.0..0.08),
             duplicate: rng.random_range(0.0..0.04),
             max_delay: rng.random_range(1..=4),
@@ -97,7 +105,17 @@ impl Faults {
             quick_restart: rng.random_range(0.0..0.8),
             isolate_new_leader: rng.random_range(0.0..0.5),
             crash_drops_outbox: rng.random_range(0.0..1.0),
+        };
+        // Swarm testing: some seeds run an adversarial election schedule, where new leaders
+        // are cut off or killed at once and leaders die as their commit index moves. That is
+        // where logs of several terms diverge (the histories of Figure 8).
+        if rng.random_bool(0.4) {
+            faults.isolate_new_leader = rng.random_range(0.5..0.9);
+            faults.crash_on_commit = rng.random_range(0.2..0.5);
+            faults.crash_new_leader = rng.random_range(0.0..0.2);
+            faults.max_entries_per_msg = rng.random_range(1..=2);
         }
+        faults
     }
 }
 
@@ -756,59 +774,62 @@ impl Sim {
             }
         }
         let live = self.live_mut(id)?;
-        let response = match entry.kind {
+        let (proposal, response) = match entry.kind {
             EntryKind::Normal => match Proposal::decode(&entry.data) {
-                Ok(p) => Some(live.kv.apply(entry.index, p.client_id, p.seq, &p.payload)),
+                Ok(p) => {
+                    let response = live.kv.apply(entry.index, p.client_id, p.seq, &p.payload);
+                    (Some((p.client_id, p.seq)), Some(response))
+                }
                 Err(e) => return Err(format!("node {id}: bad proposal: {e}")),
             },
             _ => {
                 live.kv.skip(entry.index);
-                None
+                (None, None)
             }
         };
         if entry.kind == EntryKind::Config && self.pending_change == Some(entry.index) {
             self.pending_change = None;
         }
-        // Tell the client waiting on this entry.
         let now = self.now;
         for client in &mut self.clients {
             let Some(op) = client.current.as_mut() else {
                 continue;
             };
-            let Waiting::Proposed {
+            // The request is answered by (client id, sequence number): whichever of its
+            // proposals (retries included) is applied first carries its one effect, and every
+            // later one answers with the same response.
+            if let (Some((client_id, seq)), Some(response)) = (proposal, &response)
+                && client_id == client.id
+                && seq == op.seq
+            {
+                if response.as_slice() == b"stale" {
+                    return Err(format!(
+                        "seed {}: client {} got a stale answer",
+                        self.seed, client.id
+                    ));
+                }
+                let outcome = match op.call {
+                    Call::Write(_) => Outcome::WriteOk,
+                    Call::Cas { .. } => Outcome::CasOk(response.as_slice() == [1]),
+                    Call::Read => Outcome::Info,
+                };
+                self.history
+                    .complete(op.op, outcome, now)
+                    .map_err(|e| e.to_string())?;
+                self.stats.ops_ok += 1;
+                client.current = None;
+                continue;
+            }
+            // The entry this client waits for was overwritten: propose again.
+            if let Waiting::Proposed {
                 node, index, term, ..
             } = op.waiting
-            else {
-                continue;
-            };
-            if node != id || index != entry.index {
-                continue;
-            }
-            if term != entry.term {
+                && node == id
+                && index == entry.index
+                && term != entry.term
+            {
                 op.waiting = Waiting::Retry { at: now + 1 };
-                continue;
             }
-            let Some(response) = &response else {
-                op.waiting = Waiting::Retry { at: now + 1 };
-                continue;
-            };
-            let outcome = match op.call {
-                Call::Write(_) => Outcome::WriteOk,
-                Call::Cas { .. } => Outcome::CasOk(response.as_slice() == [1]),
-                Call::Read => Outcome::Info,
-            };
-            if response.as_slice() == b"stale" {
-                return Err(format!(
-                    "seed {}: client {} got a stale answer",
-                    self.seed, client.id
-                ));
-            }
-            self.history
-                .complete(op.op, outcome, now)
-                .map_err(|e| e.to_string())?;
-            self.stats.ops_ok += 1;
-            client.current = None;
-            client.leader_guess = Some(id);
         }
         Ok(())
     }
