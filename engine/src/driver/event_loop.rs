@@ -109,7 +109,7 @@ struct Driver {
     entries_since_snapshot: u64,
     bytes_since_snapshot: u64,
 
-    wal_bytes: u64,
+    wal_stats: shoal_wal::WalStats,
     /// Snapshot writes and compactions running on blocking threads; shutdown waits for
     /// them, so no file of this node is touched after it returns.
     background: usize,
@@ -141,7 +141,7 @@ pub(crate) async fn start<S: StateMachine>(
     let (requests_tx, requests_rx) = mpsc::channel(builder.request_queue);
     let (peers_tx, peers_rx) = mpsc::channel(builder.peer_queue);
     let raw = opened.raw;
-    let wal_bytes = opened.wal.stats().disk_bytes;
+    let wal_stats = opened.wal.stats();
     let applied = raw.applied_index();
     let saved_hard_state = raw.hard_state();
     let mut driver = Driver {
@@ -174,7 +174,7 @@ pub(crate) async fn start<S: StateMachine>(
         snapshot_waiters: Vec::new(),
         entries_since_snapshot: 0,
         bytes_since_snapshot: 0,
-        wal_bytes,
+        wal_stats,
         background: 0,
         ticks: 0,
         stopping: false,
@@ -205,6 +205,7 @@ fn placeholder_metrics(id: u64) -> Metrics {
         last_index: 0,
         snapshot_index: 0,
         wal_bytes: 0,
+        wal_syncs: 0,
         membership: Default::default(),
         stopped: None,
     }
@@ -331,7 +332,7 @@ impl Driver {
         self.ticks += 1;
         let per_second = (1000 / self.tick.as_millis().max(1)).max(1) as u64;
         if self.ticks.is_multiple_of(per_second) {
-            self.wal_bytes = self.wal.stats().disk_bytes;
+            self.wal_stats = self.wal.stats();
             self.prune_abandoned();
         }
     }
@@ -390,7 +391,7 @@ impl Driver {
                         warn!(node = self.id, error = %e, "wal compaction failed");
                     }
                 }
-                self.wal_bytes = self.wal.stats().disk_bytes;
+                self.wal_stats = self.wal.stats();
             }
         }
     }
@@ -800,7 +801,7 @@ impl Driver {
         }
         self.entries_since_snapshot = 0;
         self.bytes_since_snapshot = 0;
-        self.wal_bytes = self.wal.stats().disk_bytes;
+        self.wal_stats = self.wal.stats();
         self.release_parked_reads();
         Ok(())
     }
@@ -817,7 +818,8 @@ impl Driver {
             applied_index: self.applied,
             last_index: self.raw.last_index(),
             snapshot_index: self.raw.snapshot().index,
-            wal_bytes: self.wal_bytes,
+            wal_bytes: self.wal_stats.disk_bytes,
+            wal_syncs: self.wal_stats.syncs,
             membership: self.raw.membership().clone(),
             stopped,
         }
@@ -889,6 +891,7 @@ impl Driver {
                 self.applied = self.applied.max(index);
             }
         }
+        self.wal_stats = self.wal.stats();
         let stopped = self.fatal.clone().unwrap_or_else(|| SHUT_DOWN.to_string());
         // Publish why before failing waiters, so handles report the right error.
         self.publish_metrics(Some(stopped));

@@ -130,7 +130,7 @@ impl NodeHandle {
     /// timeout, a failover or a retryable error with the same `(client_id, seq)` is safe when
     /// the state machine deduplicates through [`crate::ClientSessions`]: the command applies
     /// once and the retry gets the first response.
-    #[tracing::instrument(skip(self, payload), fields(node = self.inner.id))]
+    #[tracing::instrument(level = "debug", skip(self, payload), fields(node = self.inner.id))]
     pub async fn propose_with_session(
         &self,
         client_id: u64,
@@ -142,7 +142,7 @@ impl NodeHandle {
     }
 
     /// Runs a read-only query against the state machine with the given consistency.
-    #[tracing::instrument(skip(self, query), fields(node = self.inner.id))]
+    #[tracing::instrument(level = "debug", skip(self, query), fields(node = self.inner.id))]
     pub async fn read(
         &self,
         query: impl Into<Vec<u8>>,

@@ -25,6 +25,9 @@ pub struct Metrics {
     /// Bytes of WAL segment files on disk (refreshed about once a second and after each
     /// compaction).
     pub wal_bytes: u64,
+    /// fdatasync calls of the WAL since the node started (group commit: far fewer than
+    /// entries under concurrent load); refreshed with `wal_bytes`.
+    pub wal_syncs: u64,
     /// The configuration in force (the latest in the log).
     pub membership: Membership,
     /// Set when the node has stopped: `"shut down"` after a clean shutdown, otherwise the

@@ -788,3 +788,34 @@ async fn an_unclean_stop_loses_no_acknowledged_write() {
     cluster.assert_nothing_applied_twice();
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_proposals_share_wal_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = LocalNetwork::new();
+    let counter = Counter::open(1, None, ApplyLog::default());
+    let builder = NodeBuilder::new(1, dir.path())
+        .voters([1])
+        .tick(Duration::from_millis(5));
+    let node = net.start(builder, counter).await.unwrap();
+    node.wait_for(DEADLINE, Metrics::is_leader).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..500 {
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            node.propose(1i64.to_le_bytes()).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    node.shutdown().await.unwrap();
+    let metrics = node.metrics();
+    assert!(metrics.applied_index >= 500, "{metrics:?}");
+    // Group commit: 500 concurrent proposals never cost one fdatasync each.
+    assert!(
+        metrics.wal_syncs < 250,
+        "{} syncs for 500 entries",
+        metrics.wal_syncs
+    );
+}
