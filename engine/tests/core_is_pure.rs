@@ -41,5 +41,9 @@ fn the_core_imports_no_io_clock_or_thread_rng() {
         }
         checked += 1;
     }
-    assert!(checked >= 8, "only {checked} files found under {}", dir.display());
+    assert!(
+        checked >= 8,
+        "only {checked} files found under {}",
+        dir.display()
+    );
 }
