@@ -31,6 +31,14 @@ impl Default for SnapshotPolicy {
     }
 }
 
+/// Timing given in wall-clock terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Timing {
+    pub heartbeat: Option<Duration>,
+    pub election: Option<(Duration, Duration)>,
+    pub lease: Option<Duration>,
+}
+
 /// The configuration of one node, built with chained calls and started with
 /// [`NodeBuilder::start`]. TLS material and addresses belong to the transport (the `bin`
 /// crate's QUIC transport), not here.
@@ -47,6 +55,8 @@ pub struct NodeBuilder {
     pub(crate) tick: Duration,
     /// The core's configuration (timing in ticks, flow control, features).
     pub(crate) raft: core::Config,
+    /// Wall-clock timing, converted to ticks at start (overrides `raft`'s tick counts).
+    pub(crate) timing: Timing,
     /// When to snapshot.
     pub(crate) snapshot: SnapshotPolicy,
     /// How long a handle waits for an answer before [`Error::Timeout`].
@@ -74,6 +84,7 @@ impl NodeBuilder {
             voters: Vec::new(),
             tick: Duration::from_millis(10),
             raft: core::Config::new(id),
+            timing: Timing::default(),
             snapshot: SnapshotPolicy::default(),
             request_timeout: Duration::from_secs(5),
             wal_segment_bytes: 64 << 20,
@@ -100,6 +111,26 @@ impl NodeBuilder {
     /// reads). Its `id` is forced to the node's id and its seed drawn at start.
     pub fn raft_config(mut self, adjust: impl FnOnce(&mut core::Config)) -> Self {
         adjust(&mut self.raft);
+        self
+    }
+
+    /// The leader's heartbeat interval (default 100 ms), rounded up to whole ticks.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.timing.heartbeat = Some(interval);
+        self
+    }
+
+    /// The range of the randomized election timeout (default 1–2 s), rounded up to whole
+    /// ticks.
+    pub fn election_timeout(mut self, min: Duration, max: Duration) -> Self {
+        self.timing.election = Some((min, max));
+        self
+    }
+
+    /// The leader lease for lease reads (default 800 ms), rounded down to whole ticks; it
+    /// must end before the shortest election timeout by the drift margin (100 ms by default).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.timing.lease = Some(lease);
         self
     }
 
@@ -163,14 +194,37 @@ impl NodeBuilder {
         if self.peer_queue == 0 || self.request_queue == 0 {
             return Err(Error::Config("queue capacities must be positive".into()));
         }
-        let mut raft = self.raft.clone();
-        raft.id = self.id;
-        raft.validate()
-            .map_err(|e| Error::Config(format!("raft: {e}")))?;
+        self.resolved_raft_config()?;
         let mut wal = shoal_wal::WalOptions::for_data_dir(&self.data_dir);
         wal.segment_bytes = self.wal_segment_bytes;
         wal.validate()?;
         Ok(())
+    }
+
+    /// The core's configuration with the node's id and the wall-clock timing in ticks,
+    /// validated (the seed is drawn at start).
+    pub(crate) fn resolved_raft_config(&self) -> Result<core::Config, Error> {
+        let ticks = |d: Duration, round_up: bool| -> u32 {
+            let tick = self.tick.as_nanos().max(1);
+            let n =
+                d.as_nanos() / tick + u128::from(round_up && !d.as_nanos().is_multiple_of(tick));
+            u32::try_from(n).unwrap_or(u32::MAX)
+        };
+        let mut raft = self.raft.clone();
+        raft.id = self.id;
+        if let Some(heartbeat) = self.timing.heartbeat {
+            raft.heartbeat_ticks = ticks(heartbeat, true);
+        }
+        if let Some((min, max)) = self.timing.election {
+            raft.election_ticks_min = ticks(min, true);
+            raft.election_ticks_max = ticks(max, true);
+        }
+        if let Some(lease) = self.timing.lease {
+            raft.lease_ticks = ticks(lease, false);
+        }
+        raft.validate()
+            .map_err(|e| Error::Config(format!("raft: {e}")))?;
+        Ok(raft)
     }
 
     /// Opens (or creates) the node's storage, recovers it (latest snapshot, WAL, state

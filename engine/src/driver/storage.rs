@@ -126,8 +126,7 @@ pub(crate) fn open<S: StateMachine>(
         )));
     }
     let recovered = Recovered::from_store(&wal, snapshot, applied)?;
-    let mut config = builder.raft.clone();
-    config.id = builder.id;
+    let mut config = builder.resolved_raft_config()?;
     config.seed = seed(builder.id);
     let raw = RawNode::new(config, recovered)?;
     info!(

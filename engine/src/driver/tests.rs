@@ -698,6 +698,25 @@ async fn invalid_configuration_is_refused() {
         .start(counter, net.transport(0))
         .await;
     assert!(matches!(refused, Err(Error::Config(_))), "{refused:?}");
+    // Wall-clock timing is converted to ticks and validated.
+    let builder = NodeBuilder::new(1, dir.path())
+        .voters([1])
+        .tick(Duration::from_millis(10))
+        .heartbeat_interval(Duration::from_millis(50))
+        .election_timeout(Duration::from_millis(500), Duration::from_millis(1000))
+        .lease(Duration::from_millis(300));
+    let raft = builder.resolved_raft_config().unwrap();
+    assert_eq!(
+        (
+            raft.heartbeat_ticks,
+            raft.election_ticks_min,
+            raft.election_ticks_max,
+            raft.lease_ticks
+        ),
+        (5, 50, 100, 30)
+    );
+    let too_long_lease = builder.lease(Duration::from_millis(450));
+    assert!(matches!(too_long_lease.validate(), Err(Error::Config(_))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
