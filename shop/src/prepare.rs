@@ -109,10 +109,39 @@ pub fn hash_password(config: &PrepareConfig, password: &str) -> Result<String, S
     Ok(hash.to_string())
 }
 
-/// Whether `password` matches a PHC hash (its own parameters are used).
+/// How many times the configured (or the crate's default, whichever is larger) argon2 costs
+/// a stored hash may ask for before [`verify_password`] refuses to compute it.
+pub const MAX_HASH_COST_FACTOR: u32 = 4;
+
+/// Whether the costs a stored hash asks for are within [`MAX_HASH_COST_FACTOR`] of this node's.
+///
+/// argon2 verifies with the parameters written in the hash, not the node's: a hash asking for
+/// gigabytes of memory or billions of passes would make every login for its email exhaust the
+/// node. Nodes only ever store hashes they made, but the log is not the place to trust that.
+fn hash_costs_acceptable(config: &PrepareConfig, hash: &argon2::PasswordHash) -> bool {
+    let Ok(params) = Params::try_from(hash) else {
+        return false;
+    };
+    let bound = |configured: u32, default: u32| {
+        configured.max(default).saturating_mul(MAX_HASH_COST_FACTOR)
+    };
+    params.m_cost() <= bound(config.argon2_memory_kib, Params::DEFAULT_M_COST)
+        && params.t_cost() <= bound(config.argon2_iterations, Params::DEFAULT_T_COST)
+        && params.p_cost() <= bound(config.argon2_lanes, Params::DEFAULT_P_COST)
+}
+
+/// Whether `password` matches a PHC hash (its own parameters are used, if they are within
+/// [`MAX_HASH_COST_FACTOR`] of the configured costs; a costlier hash never matches).
 pub fn verify_password(config: &PrepareConfig, password: &str, hash: &str) -> bool {
+    let Ok(parsed) = argon2::PasswordHash::new(hash) else {
+        return false;
+    };
+    if !hash_costs_acceptable(config, &parsed) {
+        tracing::warn!("refusing to verify a password hash with excessive argon2 costs");
+        return false;
+    }
     match config.argon2() {
-        Ok(argon2) => argon2.verify_password(password.as_bytes(), hash).is_ok(),
+        Ok(argon2) => argon2.verify_password(password.as_bytes(), &parsed).is_ok(),
         Err(_) => false,
     }
 }
@@ -254,6 +283,30 @@ mod tests {
         assert!(verify_password(&cfg, "hunter42", &a));
         assert!(!verify_password(&cfg, "hunter43", &a));
         assert!(!verify_password(&cfg, "hunter42", "garbage"));
+    }
+
+    #[test]
+    fn hashes_with_excessive_costs_are_not_computed() {
+        let cfg = PrepareConfig::fast_for_tests();
+        // Same salt and output as a real hash, but asking for 4 TiB of memory and 2^32 - 1
+        // passes: computing it would exhaust the node (or abort on the allocation).
+        let real = hash_password(&cfg, "pw").unwrap();
+        let tail = real.rsplitn(3, '$').take(2).collect::<Vec<_>>();
+        let (output, salt) = (tail[0], tail[1]);
+        for params in ["m=4294967295,t=1,p=1", "m=8,t=4294967295,p=1"] {
+            let costly = format!("$argon2id$v=19${params}${salt}${output}");
+            let started = std::time::Instant::now();
+            assert!(!verify_password(&cfg, "pw", &costly), "{params}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        }
+        // Hashes at the node's own costs, and at up to 4 times the default, still verify.
+        assert!(verify_password(&cfg, "pw", &real));
+        let heavier = PrepareConfig {
+            argon2_iterations: Params::DEFAULT_T_COST * MAX_HASH_COST_FACTOR,
+            ..cfg.clone()
+        };
+        let heavy = hash_password(&heavier, "pw").unwrap();
+        assert!(verify_password(&cfg, "pw", &heavy));
     }
 
     #[test]

@@ -468,9 +468,11 @@ impl Query {
 
 impl Request {
     /// Whether only a node may build this request (a client-sent one must be refused):
-    /// `CreateSession` is proposed by the node after it verified the password.
+    /// `CreateSession` is proposed by the node after it verified the password, and `Signup`
+    /// after it hashed the password itself (a client-made hash could carry any argon2 costs,
+    /// or not hash the password at all).
     pub fn is_internal(&self) -> bool {
-        matches!(self, Request::CreateSession { .. })
+        matches!(self, Request::CreateSession { .. } | Request::Signup { .. })
     }
 
     /// Overwrites every time the request carries with `now_ms`, the receiving node's clock,
@@ -891,6 +893,17 @@ mod tests {
         r.set_now(99);
         assert!(matches!(r, Request::Authed { ref auth, .. } if auth.now_ms == 99));
         assert!(!r.is_internal());
+        let signup = Request::Signup {
+            email: "a@b.c".into(),
+            profile: Profile::Customer {
+                name: "A".into(),
+                address: "1 Road".into(),
+                contact: "1234567".into(),
+            },
+            password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into(),
+            now_ms: 0,
+        };
+        assert!(signup.is_internal(), "a client must not bring its own hash");
         let mut q = Query::Cart {
             auth: Auth::new("t", 1),
         };
