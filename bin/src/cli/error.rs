@@ -45,7 +45,17 @@ impl CliError {
         Self::new("conflict", 4, message)
     }
 
-    fn new(kind: &'static str, code: u8, message: impl Into<String>) -> Self {
+    /// The cluster could not be reached or could not serve (exit 1).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new("unavailable", 1, message)
+    }
+    /// Not authenticated (exit 5).
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new("unauthorized", 5, message)
+    }
+
+    /// An error of any kind and exit code.
+    pub fn new(kind: &'static str, code: u8, message: impl Into<String>) -> Self {
         Self {
             kind,
             code,
@@ -74,6 +84,26 @@ impl From<shoal_wal::Error> for CliError {
             shoal_wal::Error::Corrupt { .. } => Self::corrupt(error.to_string()),
             shoal_wal::Error::Invalid(_) => Self::invalid(error.to_string()),
             _ => Self::io(error.to_string()),
+        }
+    }
+}
+
+impl From<shoal_shop::ShopError> for CliError {
+    fn from(error: shoal_shop::ShopError) -> Self {
+        let code = u8::try_from(error.exit_code()).unwrap_or(1);
+        Self::new(error.kind(), code, error.to_string())
+    }
+}
+
+impl From<shoal_net::ClientError> for CliError {
+    fn from(error: shoal_net::ClientError) -> Self {
+        match error {
+            shoal_net::ClientError::Rejected { code, message } => Self::new(
+                crate::api::codes::kind(code),
+                crate::api::codes::exit_code(code),
+                message,
+            ),
+            other => Self::unavailable(other.to_string()),
         }
     }
 }

@@ -4,9 +4,17 @@
 //! subcommand. Failures print one line on stderr (and, under `--json`, one
 //! `{"error": {"kind", "message"}}` document on stdout) and exit with the SPEC's code.
 
+pub mod account;
+pub mod admin;
 pub mod bench_wal;
+pub mod chat;
+pub mod client;
 pub mod error;
+pub mod init;
+pub mod kv;
 pub mod output;
+pub mod shop;
+pub mod status;
 pub mod wal;
 
 use std::path::PathBuf;
@@ -83,6 +91,76 @@ pub enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Writes a new cluster directory: cluster.toml, a CA, certificates, one dir per node.
+    Init(init::InitArgs),
+    /// One row per node: role, term, leader, indexes, WAL bytes.
+    Status,
+    /// The plain key-value namespace.
+    Kv {
+        /// Which operation.
+        #[command(subcommand)]
+        command: kv::KvCommand,
+    },
+    /// Membership changes.
+    Member {
+        /// Which change.
+        #[command(subcommand)]
+        command: admin::MemberCommand,
+    },
+    /// Leadership.
+    Leader {
+        /// Which action.
+        #[command(subcommand)]
+        command: admin::LeaderCommand,
+    },
+    /// Takes a snapshot now and compacts the log (every node, or one).
+    Snapshot(admin::SnapshotArgs),
+    /// Creates an account (customer or store owner).
+    Signup(account::SignupArgs),
+    /// Logs in: prints a session token and saves it for later commands.
+    Login(account::LoginArgs),
+    /// Ends the session.
+    Logout,
+    /// Account management.
+    Account {
+        /// Which action.
+        #[command(subcommand)]
+        command: account::AccountCommand,
+    },
+    /// Lists accounts, optionally matching a pattern.
+    Users(account::UsersArgs),
+    /// Stores (owners).
+    Store {
+        /// Which action.
+        #[command(subcommand)]
+        command: shop::StoreCommand,
+    },
+    /// Products: add, update (owners), show.
+    Product {
+        /// Which action.
+        #[command(subcommand)]
+        command: shop::ProductCommand,
+    },
+    /// Browses the catalogue with filters, a page at a time.
+    Products(shop::ProductsArgs),
+    /// Units and revenue per product of your stores (owners).
+    Sales(shop::SalesArgs),
+    /// Shows your cart, or adds to or removes from it (customers).
+    Cart {
+        /// Add or remove; nothing shows the cart.
+        #[command(subcommand)]
+        command: Option<shop::CartCommand>,
+    },
+    /// Buys the whole cart, atomically (customers).
+    Checkout,
+    /// Your orders (customers).
+    Orders(shop::OrdersArgs),
+    /// Messages between accounts.
+    Chat {
+        /// Which action.
+        #[command(subcommand)]
+        command: chat::ChatCommand,
+    },
 }
 
 /// `shoal wal ...`
@@ -151,9 +229,76 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bench { command } => match command {
             BenchCommand::Wal(args) => bench_wal::run(&cli.global, &args),
         },
+        Command::Init(args) => init::run(&cli.global, &args),
+        Command::Status => status::run(&cli.global),
+        Command::Kv { command } => kv::run(&cli.global, &command),
+        Command::Member { command } => admin::member(&cli.global, &command),
+        Command::Leader { command } => admin::leader(&cli.global, &command),
+        Command::Snapshot(args) => admin::snapshot(&cli.global, &args),
+        Command::Signup(args) => account::signup(&cli.global, &args),
+        Command::Login(args) => account::login(&cli.global, &args),
+        Command::Logout => account::logout(&cli.global),
+        Command::Account { command } => account::account(&cli.global, &command),
+        Command::Users(args) => account::users(&cli.global, &args),
+        Command::Store { command } => shop::store(&cli.global, &command),
+        Command::Product { command } => shop::product(&cli.global, &command),
+        Command::Products(args) => shop::products(&cli.global, &args),
+        Command::Sales(args) => shop::sales(&cli.global, &args),
+        Command::Cart { command } => shop::cart(&cli.global, command.as_ref()),
+        Command::Checkout => shop::checkout(&cli.global),
+        Command::Orders(args) => shop::orders(&cli.global, &args),
+        Command::Chat { command } => chat::run(&cli.global, &command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => error.report(json),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    #[test]
+    fn the_argument_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_do_not_clash_with_subcommand_arguments() {
+        // Every global flag, before and after a subcommand with positionals of its own.
+        for args in [
+            vec!["shoal", "--key", "k.pem", "kv", "get", "k"],
+            vec!["shoal", "kv", "put", "k", "v", "--key", "k.pem", "--json"],
+            vec!["shoal", "kv", "cas", "k", "a", "b", "--token", "t"],
+            vec![
+                "shoal",
+                "product",
+                "add",
+                "--store",
+                "1",
+                "--name",
+                "n",
+                "--category",
+                "c",
+                "--brand",
+                "b",
+                "--size",
+                "s",
+                "--price",
+                "1.00",
+                "--stock",
+                "-1",
+                "--cert",
+                "c.pem",
+            ],
+            vec!["shoal", "snapshot", "--node", "2", "--consistency", "stale"],
+            vec!["shoal", "cart", "--cluster", "127.0.0.1:1,127.0.0.1:2"],
+        ] {
+            let cli = Cli::try_parse_from(&args);
+            assert!(cli.is_ok(), "{args:?}: {:?}", cli.err());
+        }
     }
 }
