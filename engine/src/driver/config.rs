@@ -71,6 +71,8 @@ pub struct NodeBuilder {
     /// Most committed entries handed to the apply thread and not yet applied; beyond it a
     /// leader refuses new proposals with [`Error::Busy`] until the state machine catches up.
     pub(crate) max_apply_lag: u64,
+    /// Largest payload a proposal may carry.
+    pub(crate) max_proposal_bytes: usize,
 }
 
 impl NodeBuilder {
@@ -91,6 +93,7 @@ impl NodeBuilder {
             peer_queue: 16 * 1024,
             request_queue: 16 * 1024,
             max_apply_lag: 64 * 1024,
+            max_proposal_bytes: 4 << 20,
         }
     }
 
@@ -159,6 +162,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Largest payload a proposal may carry (default 4 MiB); larger ones are refused with
+    /// [`Error::ProposalTooLarge`]. An entry must fit in one message of the transport.
+    pub fn max_proposal_bytes(mut self, bytes: usize) -> Self {
+        self.max_proposal_bytes = bytes;
+        self
+    }
+
     /// The node's id.
     pub fn id(&self) -> NodeId {
         self.id
@@ -187,6 +197,9 @@ impl NodeBuilder {
             return Err(Error::Config(
                 "snapshot policy thresholds must be positive".into(),
             ));
+        }
+        if self.max_proposal_bytes == 0 {
+            return Err(Error::Config("max_proposal_bytes must be positive".into()));
         }
         if self.max_apply_lag == 0 {
             return Err(Error::Config("max_apply_lag must be positive".into()));

@@ -19,6 +19,14 @@ pub enum Error {
     /// Too many proposals are in flight (backpressure): retry later.
     #[error("too many uncommitted proposals; retry later")]
     Busy,
+    /// The proposal's payload is larger than the node accepts.
+    #[error("proposal of {bytes} bytes exceeds the limit of {max} bytes")]
+    ProposalTooLarge {
+        /// The payload's size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The proposal's log position was taken by another leader's entry: it was not applied.
     #[error("proposal at index {index} was replaced by another leader's entry; retry")]
     Dropped {

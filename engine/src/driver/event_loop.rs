@@ -191,6 +191,7 @@ pub(crate) async fn start<S: StateMachine>(
         peers_tx,
         metrics_rx,
         builder.request_timeout,
+        builder.max_proposal_bytes,
     ))
 }
 
@@ -795,7 +796,7 @@ impl Driver {
         self.handed_out = self.handed_out.max(meta.index);
         self.applied = self.applied.max(meta.index);
         // Proposals whose positions the snapshot covers: their fate is unknown here.
-        let above = self.waiters.split_off(&(meta.index + 1));
+        let above = self.waiters.split_off(&meta.index.saturating_add(1));
         for (index, (_, waiter)) in std::mem::replace(&mut self.waiters, above) {
             waiter.fail(Error::Indeterminate { index });
         }

@@ -77,6 +77,7 @@ struct Inner {
     peers: mpsc::Sender<Message>,
     metrics: watch::Receiver<Metrics>,
     request_timeout: Duration,
+    max_proposal_bytes: usize,
 }
 
 impl std::fmt::Debug for Request {
@@ -102,6 +103,7 @@ impl NodeHandle {
         peers: mpsc::Sender<Message>,
         metrics: watch::Receiver<Metrics>,
         request_timeout: Duration,
+        max_proposal_bytes: usize,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -110,6 +112,7 @@ impl NodeHandle {
                 peers,
                 metrics,
                 request_timeout,
+                max_proposal_bytes,
             }),
         }
     }
@@ -137,7 +140,15 @@ impl NodeHandle {
         seq: u64,
         payload: impl AsRef<[u8]>,
     ) -> Result<Vec<u8>, Error> {
-        let data = Proposal::encode(client_id, seq, payload.as_ref());
+        let payload = payload.as_ref();
+        let max = self.inner.max_proposal_bytes;
+        if payload.len() > max {
+            return Err(Error::ProposalTooLarge {
+                bytes: payload.len(),
+                max,
+            });
+        }
+        let data = Proposal::encode(client_id, seq, payload);
         self.call(|reply| Request::Propose { data, reply }).await
     }
 

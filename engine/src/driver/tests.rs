@@ -465,6 +465,10 @@ async fn three_nodes_elect_one_leader_replicate_and_read() {
         Err(Error::NotLeader { leader: Some(id) }) => assert_eq!(id, leader.id()),
         other => panic!("expected NotLeader, got {other:?}"),
     }
+    assert!(matches!(
+        leader.propose(vec![0u8; 5 << 20]).await,
+        Err(Error::ProposalTooLarge { .. })
+    ));
     let metrics = leader.metrics();
     assert!(metrics.wal_bytes > 0 || metrics.last_index > 0);
     assert_eq!(metrics.membership.voters, vec![1, 2, 3]);
