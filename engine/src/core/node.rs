@@ -526,7 +526,11 @@ impl RawNode {
     fn read(&mut self, id: u64, lease: bool) -> Result<(), Error> {
         match self.role {
             Role::Leader => {
-                if lease && self.now < self.lease_until && self.committed_in_term() {
+                if lease
+                    && self.transfer.is_none()
+                    && self.now < self.lease_until
+                    && self.committed_in_term()
+                {
                     self.read_states.push(ReadState {
                         id,
                         index: self.log.commit,
@@ -620,6 +624,9 @@ impl RawNode {
     }
 
     fn send_timeout_now(&mut self, to: NodeId) {
+        // The target may be elected at once (its voters ignore their own leases for it), so
+        // this node's lease can no longer be trusted.
+        self.lease_until = 0;
         self.msgs.push(Message {
             from: self.id,
             to,
@@ -1680,7 +1687,7 @@ impl RawNode {
         let confirmed = self.scratch[quorum - 1];
         if let Some(&(_, sent)) = self.round_ticks.iter().find(|(r, _)| *r == confirmed) {
             let until = sent + u64::from(self.cfg.lease_ticks);
-            if self.cfg.lease_reads && until > self.lease_until {
+            if self.cfg.lease_reads && self.transfer.is_none() && until > self.lease_until {
                 self.lease_until = until;
             }
         }
