@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::frame;
-use crate::peer::{describe_connection_error, is_tls_error};
+use crate::peer::{deadline_after, describe_connection_error, is_tls_error};
 use crate::protocol::{ClientRequest, ClientResponse, DEFAULT_MAX_CLIENT_FRAME_BYTES, RequestKind};
 use crate::tls::{self, TlsError, TlsIdentity};
 
@@ -287,7 +287,7 @@ impl Client {
     /// carries the same `(client_id, seq)`.
     pub async fn send(&self, mut request: ClientRequest) -> Result<ClientResponse, ClientError> {
         let started = Instant::now();
-        let deadline = started + self.options.overall_timeout;
+        let deadline = deadline_after(started, self.options.overall_timeout);
         let addrs = &self.options.addrs;
         let hint = *self.leader_hint.lock().unwrap_or_else(|p| p.into_inner());
         let mut rotation = hint
@@ -381,7 +381,7 @@ impl Client {
     }
 
     async fn pause(&self, deadline: Instant) {
-        let until = (Instant::now() + self.options.retry_backoff).min(deadline);
+        let until = deadline_after(Instant::now(), self.options.retry_backoff).min(deadline);
         tokio::time::sleep_until(until).await;
     }
 

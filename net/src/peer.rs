@@ -926,9 +926,17 @@ fn ensure_link(shared: &Arc<Shared>, peer: u64) -> Arc<Link> {
     link
 }
 
+/// `now + after`, saturating far in the future instead of panicking when a configured duration
+/// is too long to add to an `Instant`.
+pub(crate) fn deadline_after(now: Instant, after: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(after.min(FAR))
+        .unwrap_or_else(|| now + Duration::from_secs(24 * 3600))
+}
+
 async fn wait_for_connection(link: &Link, timeout: Duration) -> Option<Connection> {
     let mut rx = link.conn.subscribe();
-    let deadline = Instant::now() + timeout;
+    let deadline = deadline_after(Instant::now(), timeout);
     loop {
         if let Some(conn) = link.live_connection() {
             return Some(conn);
@@ -958,7 +966,7 @@ impl Backoff {
     /// The next delay: uniformly drawn from `[d/2, d]` where `d` doubles each call up to max.
     fn next_delay(&mut self) -> Duration {
         let current = self.next;
-        self.next = (current * 2).min(self.max);
+        self.next = current.saturating_mul(2).min(self.max);
         let half = current / 2;
         let jitter_ms =
             rand::rng().random_range(0..=half.as_millis().try_into().unwrap_or(u64::MAX));
@@ -1488,6 +1496,14 @@ mod tests {
         }
         backoff.reset();
         assert!(backoff.next_delay() <= min);
+
+        // A huge configured maximum saturates instead of overflowing.
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::MAX);
+        for _ in 0..200 {
+            backoff.next_delay();
+        }
+        let now = Instant::now();
+        assert!(deadline_after(now, Duration::MAX) > now);
     }
 
     #[test]

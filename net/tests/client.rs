@@ -391,3 +391,31 @@ async fn concurrent_requests_never_share_a_client_id_in_flight() {
     client.close().await;
     node.shutdown().await;
 }
+
+/// Durations come from config files and flags: one too long to add to an `Instant` must not
+/// panic the client.
+#[tokio::test]
+async fn huge_timeouts_do_not_panic() {
+    init_tracing();
+    let ca = ClusterCa::generate("huge").unwrap();
+    let (node, channels) = start(&ca, 1).await;
+    let seen = serve(channels.client_requests, |request| {
+        if request.attempt == 0 {
+            ClientResponse::Unavailable("not yet".into())
+        } else {
+            echo(request)
+        }
+    });
+    let mut options = options(vec![node.local_addr().unwrap()]);
+    options.overall_timeout = Duration::MAX;
+    options.retry_backoff = Duration::from_millis(1);
+    let client = Client::new(&client_identity(&ca), options).unwrap();
+    let answer = tokio::time::timeout(WAIT, client.request(RequestKind::Write, b"ab".to_vec()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, b"ba");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    client.close().await;
+    node.shutdown().await;
+}
