@@ -34,6 +34,12 @@ pub enum Error {
     /// The caller broke the store's contract (a gap, an index out of range).
     #[error("invalid log operation: {0}")]
     Invalid(String),
+    /// Another process (or another open `Wal`) holds the log directory.
+    #[error("log directory {path} is in use by another process")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// The requested entries were compacted into a snapshot.
     #[error("index {index} is compacted (first available index is {first})")]
     Compacted {

@@ -52,6 +52,7 @@ pub fn duplicate_error(error: &Error) -> Error {
             reason: reason.clone(),
         },
         Error::Poisoned => Error::Poisoned,
+        Error::Locked { path } => Error::Locked { path: path.clone() },
         Error::Invalid(message) => Error::Invalid(message.clone()),
         Error::Compacted { index, first } => Error::Compacted {
             index: *index,

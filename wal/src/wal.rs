@@ -40,6 +40,8 @@ use crate::terms::TermRuns;
 pub const WAL_DIR_NAME: &str = "wal";
 /// Default segment size: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// The advisory lock file in the WAL directory.
+const LOCK_FILE: &str = "LOCK";
 /// Suffix of a preallocated spare segment waiting to be used.
 const SPARE_SUFFIX: &str = ".spare";
 
@@ -193,6 +195,8 @@ struct Shared {
     fail_next_write: AtomicBool,
     counters: Counters,
     recovery: RecoveryReport,
+    /// Holds the directory's advisory lock until the last handle is dropped.
+    _lock: File,
 }
 
 #[derive(Default)]
@@ -311,6 +315,26 @@ impl Wal {
             && !parent.as_os_str().is_empty()
         {
             sync_dir(parent)?;
+        }
+        // One owner per directory: an advisory lock held for the life of the Wal.
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path))?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked { path: lock_path });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
         }
         let meta = MetaFile::open(&dir)?;
         let scan = verify_log(&dir)?;
@@ -452,6 +476,7 @@ impl Wal {
             fail_next_write: AtomicBool::new(false),
             counters: Counters::default(),
             recovery: report,
+            _lock: lock_file,
         });
         let mut threads = Vec::new();
         let driver = Arc::clone(&shared);

@@ -52,3 +52,17 @@ fn failure_fails_every_request_of_the_round() {
     assert!(results.iter().all(|r| r.is_err()));
     assert!(matches!(results[0], Err(Error::Io { .. })));
 }
+
+#[test]
+fn one_owner_per_directory_and_handles_are_shareable() {
+    fn shareable<T: Send + Sync + Clone>() {}
+    shareable::<Wal>();
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(options(dir.path(), 8192)).unwrap();
+    assert!(matches!(
+        Wal::open(options(dir.path(), 8192)),
+        Err(Error::Locked { .. })
+    ));
+    drop(wal);
+    Wal::open(options(dir.path(), 8192)).unwrap();
+}
