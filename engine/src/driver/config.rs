@@ -73,6 +73,8 @@ pub struct NodeBuilder {
     pub(crate) max_apply_lag: u64,
     /// Largest payload a proposal may carry.
     pub(crate) max_proposal_bytes: usize,
+    /// Bound on the WAL's bytes on disk: past it the node snapshots (and so compacts).
+    pub(crate) wal_max_bytes: u64,
 }
 
 impl NodeBuilder {
@@ -94,6 +96,7 @@ impl NodeBuilder {
             request_queue: 16 * 1024,
             max_apply_lag: 64 * 1024,
             max_proposal_bytes: 4 << 20,
+            wal_max_bytes: 1 << 30,
         }
     }
 
@@ -162,6 +165,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Bound on the WAL's bytes on disk (default 1 GiB; at least two segments): when the
+    /// segments (checked about once a second) grow past it, the node takes a snapshot so the
+    /// compaction that follows drops the oldest ones.
+    pub fn wal_max_bytes(mut self, bytes: u64) -> Self {
+        self.wal_max_bytes = bytes;
+        self
+    }
+
     /// Largest payload a proposal may carry (default 4 MiB); larger ones are refused with
     /// [`Error::ProposalTooLarge`]. An entry must fit in one message of the transport.
     pub fn max_proposal_bytes(mut self, bytes: usize) -> Self {
@@ -197,6 +208,12 @@ impl NodeBuilder {
             return Err(Error::Config(
                 "snapshot policy thresholds must be positive".into(),
             ));
+        }
+        if self.wal_max_bytes < self.wal_segment_bytes.saturating_mul(2) {
+            return Err(Error::Config(format!(
+                "wal_max_bytes ({}) must be at least two segments ({} bytes each)",
+                self.wal_max_bytes, self.wal_segment_bytes
+            )));
         }
         if self.max_proposal_bytes == 0 {
             return Err(Error::Config("max_proposal_bytes must be positive".into()));

@@ -79,6 +79,7 @@ struct Driver {
     policy: super::SnapshotPolicy,
     tick: Duration,
     max_apply_lag: u64,
+    wal_max_bytes: u64,
 
     /// Proposals and membership changes waiting for their entry: index → (term, waiter).
     waiters: BTreeMap<u64, (u64, Waiter)>,
@@ -157,6 +158,7 @@ pub(crate) async fn start<S: StateMachine>(
         policy: builder.snapshot.clone(),
         tick: builder.tick,
         max_apply_lag: builder.max_apply_lag,
+        wal_max_bytes: builder.wal_max_bytes,
         waiters: BTreeMap::new(),
         proposals: Vec::new(),
         linearizable_reads: Vec::new(),
@@ -335,6 +337,17 @@ impl Driver {
         if self.ticks.is_multiple_of(per_second) {
             self.wal_stats = self.wal.stats();
             self.prune_abandoned();
+            if self.wal_stats.disk_bytes > self.wal_max_bytes
+                && self.entries_since_snapshot > 0
+                && !self.snapshot_running
+            {
+                info!(
+                    node = self.id,
+                    wal_bytes = self.wal_stats.disk_bytes,
+                    "wal over its bound; taking a snapshot"
+                );
+                self.begin_snapshot();
+            }
         }
     }
 

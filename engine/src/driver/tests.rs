@@ -842,3 +842,36 @@ async fn concurrent_proposals_share_wal_syncs() {
         metrics.wal_syncs
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wal_over_its_bound_is_snapshotted_and_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = LocalNetwork::new();
+    let counter = Counter::open(1, None, ApplyLog::default());
+    let builder = NodeBuilder::new(1, dir.path())
+        .voters([1])
+        .tick(Duration::from_millis(5))
+        .snapshot_policy(policy(u64::MAX))
+        .wal_segment_bytes(8192)
+        .wal_max_bytes(32 * 1024);
+    let node = net.start(builder, counter).await.unwrap();
+    node.wait_for(DEADLINE, Metrics::is_leader).await.unwrap();
+    for _ in 0..10 {
+        let mut tasks = Vec::new();
+        for _ in 0..60 {
+            let node = node.clone();
+            tasks.push(tokio::spawn(async move { node.propose([7u8; 200]).await }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+    }
+    let metrics = node
+        .wait_for(DEADLINE, |m| {
+            m.snapshot_index > 0 && m.wal_bytes <= 32 * 1024 + 2 * 8192
+        })
+        .await
+        .unwrap();
+    assert!(metrics.last_index >= 600, "{metrics:?}");
+    node.shutdown().await.unwrap();
+}
