@@ -61,6 +61,13 @@ pub(crate) enum Request {
     },
 }
 
+fn is_lagging(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Raft(crate::core::Error::LearnerLagging { .. })
+    )
+}
+
 /// The text of [`Metrics::stopped`] after a clean shutdown.
 pub(crate) const SHUT_DOWN: &str = "shut down";
 
@@ -178,6 +185,32 @@ impl NodeHandle {
     pub async fn promote_learner(&self, id: NodeId) -> Result<u64, Error> {
         self.change_membership(MembershipChange::PromoteLearner(id))
             .await
+    }
+
+    /// Adds `id` as a voter the safe way: as a learner first, promoted once it has caught up
+    /// (retrying while it lags, at most `timeout`). Returns the promotion's index, or 0 when
+    /// `id` already votes. Leader only.
+    pub async fn add_voter(&self, id: NodeId, timeout: Duration) -> Result<u64, Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let membership = self.metrics().membership;
+        if membership.is_voter(id) {
+            return Ok(0);
+        }
+        if !membership.is_learner(id) {
+            self.add_learner(id).await?;
+        }
+        loop {
+            match self.promote_learner(id).await {
+                Err(e @ Error::Raft(_)) if e.is_retryable() || is_lagging(&e) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    // Back off while the learner catches up.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Removes the voter or learner `id` (leader only; the leader may remove itself).

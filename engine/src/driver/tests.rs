@@ -605,6 +605,16 @@ async fn a_learner_is_added_catches_up_and_is_promoted() {
         .wait_for(DEADLINE, |m| !m.membership.contains(4))
         .await
         .unwrap();
+    // A fifth node joins as a voter in one call (learner, catch-up, promotion).
+    cluster.start(5).await;
+    cluster.leader().await.add_voter(5, DEADLINE).await.unwrap();
+    let metrics = cluster
+        .node(5)
+        .wait_for(DEADLINE, |m| m.membership.is_voter(5))
+        .await
+        .unwrap();
+    assert_eq!(metrics.membership.voters, vec![1, 2, 3, 5]);
+    assert_eq!(cluster.propose(78, 1, 1).await, 22);
     cluster.assert_nothing_applied_twice();
     cluster.shutdown().await;
 }
