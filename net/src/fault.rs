@@ -7,7 +7,10 @@
 //! - traffic to a peer in the outbound block list is dropped before it is written;
 //! - traffic from a peer in the inbound block list is dropped after it is read;
 //! - any message is dropped with the configured probability;
-//! - every surviving batch is held back by the configured delay.
+//! - every surviving message is held back by the configured delay: on the sending side each
+//!   batch waits before it is written (messages queued meanwhile join the next batch), on the
+//!   receiving side each message is delivered its delay after it was read while reading goes
+//!   on, so the delay is a latency, as a slow link adds, and never a throttle.
 //!
 //! A hook made with [`FaultHook::disabled`] ignores every setter and never drops or delays, so
 //! a production node cannot be partitioned through it by mistake. Client traffic is never

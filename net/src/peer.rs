@@ -1436,28 +1436,32 @@ async fn read_stream(shared: Arc<Shared>, peer: u64, mut recv: quinn::RecvStream
             return;
         }
     };
+    let mut delayed: Option<mpsc::Sender<(Instant, InboundMessage)>> = None;
     loop {
         match frame::read_frame(&mut recv, shared.config.max_frame_bytes).await {
             Ok(Some(payload)) => {
                 if shared.fault.should_drop(peer, Direction::Inbound) {
                     continue;
                 }
-                let delay = shared.fault.delay();
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
                 let message = InboundMessage {
                     from: peer,
                     payload,
                     lane,
                 };
-                if shared.inbound.send(message).await.is_err() {
-                    return;
+                let delay = shared.fault.delay();
+                if delay.is_zero() && delayed.is_none() {
+                    if !deliver(&shared, message).await {
+                        return;
+                    }
+                } else {
+                    // Once a message of this stream was delayed, every later one goes the same
+                    // way, so none overtakes it.
+                    let queue = delayed.get_or_insert_with(|| spawn_delayed_delivery(&shared));
+                    let release_at = deadline_after(Instant::now(), delay);
+                    if queue.send((release_at, message)).await.is_err() {
+                        return;
+                    }
                 }
-                shared
-                    .stats
-                    .messages_received
-                    .fetch_add(1, Ordering::Relaxed);
             }
             Ok(None) => return,
             Err(FrameError::Io(error)) => {
@@ -1472,6 +1476,44 @@ async fn read_stream(shared: Arc<Shared>, peer: u64, mut recv: quinn::RecvStream
             }
         }
     }
+}
+
+/// Hands `message` to the node; false when the node stopped listening.
+async fn deliver(shared: &Shared, message: InboundMessage) -> bool {
+    if shared.inbound.send(message).await.is_err() {
+        return false;
+    }
+    shared
+        .stats
+        .messages_received
+        .fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// Most messages of one stream held back by the fault hook's delay at once; beyond it the
+/// stream stops being read and QUIC flow control pushes back on the sender.
+const DELAY_QUEUE_MESSAGES: usize = 1024;
+
+/// Starts the task that delivers one stream's delayed messages, each at its own release time.
+///
+/// Reading goes on while earlier messages wait, so the fault hook's delay is a latency added to
+/// every message, as a slow link would add, not a pause between messages that would throttle a
+/// busy stream to one message per delay.
+fn spawn_delayed_delivery(shared: &Arc<Shared>) -> mpsc::Sender<(Instant, InboundMessage)> {
+    let (queue, mut pending) = mpsc::channel::<(Instant, InboundMessage)>(DELAY_QUEUE_MESSAGES);
+    let task_shared = shared.clone();
+    shared.spawn(async move {
+        // Release times never go backwards (the delay may shrink meanwhile): order is kept.
+        let mut release = Instant::now();
+        while let Some((release_at, message)) = pending.recv().await {
+            release = release.max(release_at);
+            tokio::time::sleep_until(release).await;
+            if !deliver(&task_shared, message).await {
+                return;
+            }
+        }
+    });
+    queue
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
@@ -309,6 +309,52 @@ async fn fault_hook_partitions_and_heals() {
     hook.set_drop_probability(0.0);
     hook.set_delay(Duration::from_millis(50));
     send_until_received(&a, 2, &mut b_rx.peer_messages, b"delayed").await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// The fault hook's delay is a latency added to each message, as a slow link would add: a
+/// burst arrives about one delay late, in order, not one delay per message.
+#[tokio::test]
+async fn fault_hook_delay_is_a_latency_not_a_throttle() {
+    init_tracing();
+    let ca = ClusterCa::generate("delay").unwrap();
+    let mut nodes = mesh(&ca, 2).await;
+    let (b, mut b_rx) = nodes.pop().unwrap();
+    let (a, _a_rx) = nodes.pop().unwrap();
+    send_until_received(&a, 2, &mut b_rx.peer_messages, b"up").await;
+    assert_nothing_but(&mut b_rx.peer_messages, &[b"up"]);
+
+    const DELAY: Duration = Duration::from_millis(200);
+    const BURST: usize = 30;
+    b.fault_hook().set_delay(DELAY);
+    let started = Instant::now();
+    for i in 0..BURST {
+        a.send(2, Bytes::from(format!("m{i}"))).unwrap();
+    }
+    let mut first_at = None;
+    for i in 0..BURST {
+        let message = recv_skipping(&mut b_rx.peer_messages, &[b"up"]).await;
+        first_at.get_or_insert_with(|| started.elapsed());
+        assert_eq!(message.payload, format!("m{i}").as_bytes(), "out of order");
+    }
+    let first_at = first_at.unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        first_at >= DELAY,
+        "the first message came after {first_at:?}"
+    );
+    // Serially it would take BURST x DELAY = 6 s; as a latency, about 0.2 s.
+    assert!(
+        elapsed < DELAY * (BURST as u32) / 2,
+        "a burst of {BURST} took {elapsed:?} with a {DELAY:?} delay"
+    );
+
+    // Healing releases nothing early and keeps order with what is still delayed.
+    b.fault_hook().heal();
+    a.send(2, Bytes::from_static(b"after heal")).unwrap();
+    let message = recv_skipping(&mut b_rx.peer_messages, &[b"up"]).await;
+    assert_eq!(&message.payload[..], b"after heal");
     a.shutdown().await;
     b.shutdown().await;
 }
