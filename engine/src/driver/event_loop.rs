@@ -238,15 +238,17 @@ impl Driver {
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
         info!(node = self.id, "node started");
         loop {
+            // The tick comes first: under a steady flood of messages it must still run, or a
+            // leader would stop sending heartbeats.
             tokio::select! {
                 biased;
+                _ = ticker.tick() => self.on_tick(),
                 Some(event) = events.recv() => self.on_event(event),
                 request = requests.recv() => match request {
                     Some(request) => self.on_request(request),
                     None => self.stopping = true,
                 },
                 Some(message) = peers.recv() => self.raw.step(message),
-                _ = ticker.tick() => self.on_tick(),
             }
             // Take everything else already waiting, so one `Ready` covers it all.
             for _ in 0..DRAIN_LIMIT {
