@@ -64,6 +64,9 @@ pub fn targets(global: &GlobalArgs) -> CliResult<Vec<Target>> {
             .map(|a| a.trim())
             .filter(|a| !a.is_empty())
         {
+            if targets.iter().any(|t: &Target| t.address == address) {
+                continue;
+            }
             crate::config::validate_host_port("cluster", address)
                 .map_err(|e| CliError::usage(format!("invalid --cluster: {}", e.problem)))?;
             targets.push(Target {
@@ -362,4 +365,116 @@ pub fn print_response(global: &GlobalArgs, response: &Response) -> CliResult {
         &shoal_shop::json::response(response),
         &shoal_shop::render::response_text(response),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_shop::ShopError;
+
+    fn global(dir: &Path) -> GlobalArgs {
+        GlobalArgs {
+            cluster_dir: dir.to_path_buf(),
+            cluster: Vec::new(),
+            ca: None,
+            cert: None,
+            key: None,
+            token: None,
+            json: false,
+            consistency: Consistency::Linearizable,
+        }
+    }
+
+    #[test]
+    fn errors_map_to_the_spec_exit_codes() {
+        let cases = [
+            (
+                CliError::from(ShopError::invalid("email", "bad")),
+                2,
+                "invalid",
+            ),
+            (
+                CliError::from(ShopError::not_found("product", 3)),
+                3,
+                "not_found",
+            ),
+            (
+                CliError::from(ShopError::DuplicateEmail {
+                    email: "a@b.c".into(),
+                }),
+                4,
+                "duplicate_email",
+            ),
+            (
+                CliError::from(ShopError::unauthorized("x")),
+                5,
+                "unauthorized",
+            ),
+            (CliError::from(ShopError::forbidden("x")), 5, "forbidden"),
+            (
+                CliError::from(shoal_net::ClientError::Rejected {
+                    code: crate::api::codes::CONFLICT,
+                    message: "busy".into(),
+                }),
+                4,
+                "conflict",
+            ),
+            (
+                CliError::from(shoal_net::ClientError::NoAddresses),
+                1,
+                "unavailable",
+            ),
+            (CliError::unauthorized("x"), 5, "unauthorized"),
+        ];
+        for (error, code, kind) in cases {
+            assert_eq!((error.code, error.kind), (code, kind), "{error}");
+        }
+        assert!(
+            CliError::from(ShopError::invalid("contact", "7 to 15 digits"))
+                .message
+                .contains("contact")
+        );
+    }
+
+    #[test]
+    fn token_comes_from_the_flag_then_the_session_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut g = global(tmp.path());
+        let e = token(&g).unwrap_err();
+        assert_eq!(e.code, 5);
+        save_token(&g, "abc").unwrap();
+        assert_eq!(token(&g).unwrap(), "abc");
+        g.token = Some("flag".into());
+        assert_eq!(token(&g).unwrap(), "flag");
+        forget_token(&g, Some("other"));
+        assert!(
+            tmp.path().join(SESSION_FILE).exists(),
+            "another token's file is kept"
+        );
+        forget_token(&g, Some("abc"));
+        assert!(!tmp.path().join(SESSION_FILE).exists());
+    }
+
+    #[test]
+    fn targets_come_from_the_flag_or_cluster_toml() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut g = global(tmp.path());
+        assert_eq!(targets(&g).unwrap_err().code, 1);
+        crate::layout::init_cluster(&crate::layout::InitOptions {
+            dir: tmp.path().to_path_buf(),
+            nodes: 2,
+            host: "127.0.0.1".into(),
+            base_port: 7001,
+            name: "t".into(),
+        })
+        .unwrap();
+        let t = targets(&g).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[1].id, Some(2));
+        assert_eq!(t[1].socket, Some("127.0.0.1:7002".parse().unwrap()));
+        g.cluster = vec!["127.0.0.1:9000".into(), "127.0.0.1:9000".into()];
+        assert_eq!(targets(&g).unwrap().len(), 1);
+        g.cluster = vec!["nonsense".into()];
+        assert_eq!(targets(&g).unwrap_err().code, 2);
+    }
 }
