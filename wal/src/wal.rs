@@ -310,11 +310,13 @@ impl Wal {
     pub fn open(options: WalOptions) -> Result<Wal> {
         options.validate()?;
         let dir = options.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        if let Some(parent) = dir.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            sync_dir(parent)?;
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+            if let Some(parent) = dir.parent()
+                && !parent.as_os_str().is_empty()
+            {
+                sync_dir(parent)?;
+            }
         }
         // One owner per directory: an advisory lock held for the life of the Wal.
         let lock_path = dir.join(LOCK_FILE);
@@ -385,7 +387,9 @@ impl Wal {
             file.sync_all().map_err(io_error(&torn.path))?;
             report.torn_tail = Some(torn.clone());
         }
-        sync_dir(&dir)?;
+        if !report.removed_temporary.is_empty() || !report.removed_compacted.is_empty() {
+            sync_dir(&dir)?;
+        }
 
         let meta_now = meta.meta();
         let mut segments = VecDeque::with_capacity(scan.segments.len());
