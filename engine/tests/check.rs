@@ -363,7 +363,7 @@ mod check {
                             expected: value,
                             new,
                         },
-                        Outcome::CasOk(fate % 2 == 0),
+                        Outcome::CasOk(fate.is_multiple_of(2)),
                     ),
                 };
                 let outcome = match fate {
@@ -392,6 +392,82 @@ mod check {
         /// and ordering rule of the search must agree with it.
         #[test]
         fn checker_agrees_with_exhaustive_reference(ops in proptest::collection::vec(arbitrary_op(), 0..8)) {
+            let history: History = ops.iter().cloned().collect();
+            let report = check(&history, &CheckConfig::default()).unwrap();
+            let expected = reference_linearizable(&ops);
+            prop_assert_eq!(report.is_linearizable(), expected, "{:?}\n{}", report.verdict, history.to_jsonl());
+            if let Verdict::NotLinearizable { ops: witness, .. } = &report.verdict {
+                prop_assert!(!reference_linearizable(witness), "witness is linearizable: {:?}", witness);
+            }
+        }
+    }
+
+    /// A small history of one key where every write has its own value (as in `shoal chaos`),
+    /// so that the search's single-writer rules come into play; observed values are mostly
+    /// ones written (sometimes only later), sometimes absent.
+    fn unique_value_history(seed: u64) -> Vec<Op> {
+        let mut rng = Rng(seed);
+        let count = 1 + rng.below(10) as usize;
+        let span = 1 + rng.below(30);
+        let mut written: Vec<Vec<u8>> = Vec::new();
+        let mut ops = Vec::with_capacity(count);
+        for index in 0..count {
+            let which = rng.below(3);
+            let invoke = rng.below(span);
+            let length = rng.below(12);
+            let fate = rng.below(12);
+            let new = format!("v{index}").into_bytes();
+            let pick = rng.below(written.len() as u64 + 2) as usize;
+            let observed = match pick {
+                p if p < written.len() => Some(written[p].clone()),
+                p if p == written.len() => {
+                    Some(format!("v{}", rng.below(count as u64)).into_bytes())
+                }
+                _ => None,
+            };
+            let (call, outcome) = match which {
+                0 => (Call::Read, Outcome::ReadOk(observed)),
+                1 => {
+                    written.push(new.clone());
+                    (Call::Write(new), Outcome::WriteOk)
+                }
+                _ => {
+                    written.push(new.clone());
+                    (
+                        Call::Cas {
+                            expected: observed,
+                            new,
+                        },
+                        Outcome::CasOk(fate.is_multiple_of(2)),
+                    )
+                }
+            };
+            let outcome = match fate {
+                0 => Outcome::Fail,
+                1 | 2 => Outcome::Info,
+                3 => Outcome::Pending,
+                _ => outcome,
+            };
+            let complete = (outcome != Outcome::Pending).then_some(invoke + length);
+            ops.push(Op {
+                process: index as u64,
+                key: b"k".to_vec(),
+                call,
+                invoke,
+                complete,
+                outcome,
+            });
+        }
+        ops
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1500))]
+
+        /// Like `checker_agrees_with_exhaustive_reference`, with unique written values.
+        #[test]
+        fn checker_agrees_with_exhaustive_reference_on_unique_values(seed in any::<u64>()) {
+            let ops = unique_value_history(seed);
             let history: History = ops.iter().cloned().collect();
             let report = check(&history, &CheckConfig::default()).unwrap();
             let expected = reference_linearizable(&ops);

@@ -1,23 +1,7 @@
 //! Jepsen-shaped JSON lines: one object per event, written and parsed by hand (the engine
 //! does not depend on serde).
 //!
-//! Each operation becomes an `invoke` row and, once completed, an `ok`, `fail` or `info` row:
-//!
-//! ```text
-//! {"process":3,"type":"invoke","f":"write","key":"k1","value":"v7","time":1200}
-//! {"process":3,"type":"ok","f":"write","key":"k1","value":"v7","time":1850}
-//! {"process":4,"type":"invoke","f":"read","key":"k1","value":null,"time":1300}
-//! {"process":4,"type":"ok","f":"read","key":"k1","value":"v7","time":1900}
-//! {"process":5,"type":"invoke","f":"cas","key":"k1","value":["v6","v8"],"time":1400}
-//! {"process":5,"type":"fail","f":"cas","key":"k1","value":["v6","v8"],"time":2000,"error":"cas-mismatch"}
-//! ```
-//!
-//! Keys and values are JSON strings when they are UTF-8, else arrays of byte numbers; an
-//! absent value is `null`; a compare-and-set's value is the pair `[expected, new]`. A
-//! compare-and-set that found another value is written as Jepsen writes it, a `fail` (it
-//! changed nothing), marked `"error":"cas-mismatch"` so that [`History::from_jsonl`] restores
-//! it as [`Outcome::CasOk(false)`](Outcome::CasOk), an operation that observed the register.
-//! Rows are in time order; at equal times completions come before invocations.
+//! The row shape is described in the [`check`](super) module docs.
 
 use std::fmt::Write as _;
 
@@ -147,7 +131,8 @@ impl History {
         rows.into_iter().map(|(_, _, _, row)| row).collect()
     }
 
-    /// The history as JSON lines (see the [module docs](self)), each line ending in `\n`.
+    /// The history as JSON lines (shape in the [`check`](super) module docs), each line
+    /// ending in `\n`.
     pub fn to_jsonl(&self) -> String {
         let mut out = String::new();
         for row in self.jsonl_rows() {

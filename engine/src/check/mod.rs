@@ -9,8 +9,8 @@
 //!
 //! - `read` returns the register's value ([`Outcome::ReadOk`]);
 //! - `write v` sets it ([`Outcome::WriteOk`]);
-//! - `cas expected new` sets it to `new` if it holds `expected` ([`Outcome::CasOk(true)`]),
-//!   else changes nothing and says so ([`Outcome::CasOk(false)`]). A mismatch is a result,
+//! - `cas expected new` sets it to `new` if it holds `expected` ([`Outcome::CasOk`]`(true)`),
+//!   else changes nothing and says so ([`Outcome::CasOk`]`(false)`). A mismatch is a result,
 //!   not a failure: it tells that the register did not hold `expected` at that moment.
 //!
 //! The history is linearizable if there is one total order of the operations that respects
@@ -97,6 +97,29 @@
 //! before the process invokes again. [`History::to_jsonl`] writes the Jepsen-shaped JSON
 //! lines `shoal chaos --history` saves, and [`History::from_jsonl`] reads them back for an
 //! independent re-check.
+//!
+//! # JSON lines
+//!
+//! Each operation becomes an `invoke` row and, once completed, an `ok`, `fail` or `info` row:
+//!
+//! ```text
+//! {"process":3,"type":"invoke","f":"write","key":"k1","value":"v7","time":1200}
+//! {"process":3,"type":"ok","f":"write","key":"k1","value":"v7","time":1850}
+//! {"process":4,"type":"invoke","f":"read","key":"k1","value":null,"time":1300}
+//! {"process":4,"type":"ok","f":"read","key":"k1","value":"v7","time":1900}
+//! {"process":5,"type":"invoke","f":"cas","key":"k1","value":["v6","v8"],"time":1400}
+//! {"process":5,"type":"fail","f":"cas","key":"k1","value":["v6","v8"],"time":2000,"error":"cas-mismatch"}
+//! ```
+//!
+//! Keys and values are JSON strings when they are UTF-8, else arrays of byte numbers; an
+//! absent value is `null`; a compare-and-set's value is the pair `[expected, new]`. A
+//! compare-and-set that found another value is written as Jepsen writes it, a `fail` (it
+//! changed nothing), marked `"error":"cas-mismatch"` so that [`History::from_jsonl`] restores
+//! it as [`Outcome::CasOk(false)`](Outcome::CasOk), an operation that observed the register.
+//! Rows are in time order; at equal times completions come before invocations.
+//! Blank lines, rows of other functions (`checkout`, say) and rows whose `process` is not a
+//! number (a nemesis) are skipped by the parser; a number given for a key or value is read
+//! as its decimal text.
 //!
 //! # Example
 //!

@@ -663,6 +663,7 @@ impl Search {
                     INDETERMINATE => {
                         let (group, place) = self.group[op];
                         taken[group] == place
+                            && self.precedence.ready(op)
                             && kind
                                 .step(state)
                                 .is_some_and(|after| self.has_beneficiary(op, after))
