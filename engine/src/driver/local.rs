@@ -23,6 +23,10 @@ struct Inner {
     nodes: HashMap<NodeId, mpsc::Sender<Message>>,
     /// Nodes cut off from everyone (their messages are dropped both ways).
     isolated: HashSet<NodeId>,
+    /// Drop every `n`th message (0: none), deterministically.
+    drop_every: u64,
+    /// Messages seen, for `drop_every`.
+    sent: u64,
 }
 
 impl LocalNetwork {
@@ -70,6 +74,12 @@ impl LocalNetwork {
         self.lock().isolated.insert(id);
     }
 
+    /// Loses every `n`th message from now on (0 stops losing), so tests exercise
+    /// retransmission deterministically.
+    pub fn drop_every(&self, n: u64) {
+        self.lock().drop_every = n;
+    }
+
     /// Reconnects node `id`.
     pub fn heal(&self, id: NodeId) {
         self.lock().isolated.remove(&id);
@@ -85,12 +95,16 @@ struct LocalTransport {
 
 impl Transport for LocalTransport {
     fn send(&self, messages: Vec<Message>) {
-        let inner = self.network.lock();
+        let mut inner = self.network.lock();
         if inner.isolated.contains(&self.from) {
             return;
         }
         for message in messages {
             if inner.isolated.contains(&message.to) {
+                continue;
+            }
+            inner.sent += 1;
+            if inner.drop_every > 0 && inner.sent.is_multiple_of(inner.drop_every) {
                 continue;
             }
             if let Some(inbound) = inner.nodes.get(&message.to) {
