@@ -302,11 +302,20 @@ impl Client {
             attempts += 1;
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = self.options.attempt_timeout.min(remaining);
+            let heard_before = self.datagrams_received(target).await;
             let outcome =
                 match tokio::time::timeout(timeout, self.send_once(target, &request)).await {
                     Ok(outcome) => outcome,
                     Err(_) => {
-                        self.forget_connection(target).await;
+                        // The connection is shared by every request to this node. A node that
+                        // answered nothing at all (not even QUIC acknowledgements of the request
+                        // or of keep-alives) is gone or paused: drop the connection so the next
+                        // attempt dials afresh. A node that is alive but slow to answer this one
+                        // request keeps it, and the other requests in flight on it go on.
+                        let heard_after = self.datagrams_received(target).await;
+                        if heard_after.unwrap_or(0) <= heard_before.unwrap_or(0) {
+                            self.forget_connection(target).await;
+                        }
                         Err(ClientError::Timeout {
                             addr: target,
                             after: timeout,
@@ -471,6 +480,15 @@ impl Client {
         }
         connections.insert(addr, conn.clone());
         Ok(conn)
+    }
+
+    /// UDP datagrams received so far on the cached connection to `addr`, if there is one.
+    async fn datagrams_received(&self, addr: SocketAddr) -> Option<u64> {
+        self.connections
+            .lock()
+            .await
+            .get(&addr)
+            .map(|conn| conn.stats().udp_rx.datagrams)
     }
 
     async fn forget_connection(&self, addr: SocketAddr) {

@@ -16,6 +16,8 @@ use shoal_net::{
 use tokio::sync::mpsc;
 
 type Seen = Arc<Mutex<Vec<(u64, u64, u32, RequestKind)>>>;
+/// Bodies and attempt numbers a fake node saw.
+type BodiesSeen = Arc<Mutex<Vec<(Vec<u8>, u32)>>>;
 
 /// Runs a fake node: answers each request with `answer(request)` and records what it saw.
 fn serve(
@@ -416,6 +418,87 @@ async fn huge_timeouts_do_not_panic() {
         .unwrap();
     assert_eq!(answer, b"ba");
     assert_eq!(seen.lock().unwrap().len(), 2);
+    client.close().await;
+    node.shutdown().await;
+}
+
+/// A request that times out on a node that is alive (it acknowledges, it answers others) must
+/// not tear down the connection every other request to that node shares.
+#[tokio::test]
+async fn a_slow_answer_does_not_break_other_requests_on_the_connection() {
+    init_tracing();
+    let ca = ClusterCa::generate("slow").unwrap();
+    let (node, mut channels) = start(&ca, 1).await;
+    let mut options = options(vec![node.local_addr().unwrap()]);
+    options.attempt_timeout = Duration::from_secs(1);
+    options.overall_timeout = Duration::from_secs(10);
+    let client = Arc::new(Client::new(&client_identity(&ca), options).unwrap());
+    let seen: BodiesSeen = Arc::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        let mut slow = None;
+        while let Some(IncomingRequest {
+            request, responder, ..
+        }) = channels.client_requests.recv().await
+        {
+            record
+                .lock()
+                .unwrap()
+                .push((request.body.clone(), request.attempt));
+            match &request.body[..] {
+                b"warm" => responder
+                    .respond(&ClientResponse::Ok(Vec::new()))
+                    .await
+                    .unwrap(),
+                // Held until the other request's first attempt has timed out.
+                b"slow" => slow = Some(responder),
+                // Never answered while the test runs; its retry proves its first attempt timed
+                // out, and releases the slow answer.
+                _ => {
+                    held.push(responder);
+                    if request.attempt > 0
+                        && let Some(slow) = slow.take()
+                    {
+                        let _ = slow.respond(&ClientResponse::Ok(b"slow".to_vec())).await;
+                    }
+                }
+            }
+        }
+    });
+    // Open the connection first, so both requests share it.
+    client
+        .request(RequestKind::Write, b"warm".to_vec())
+        .await
+        .unwrap();
+    let never = tokio::spawn({
+        let client = client.clone();
+        async move { client.request(RequestKind::Write, b"never".to_vec()).await }
+    });
+    // Half way through the first one's attempt.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let slow = client
+        .request(RequestKind::Write, b"slow".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(slow, b"slow");
+    let seen = seen.lock().unwrap().clone();
+    let attempts = |body: &[u8]| -> Vec<u32> {
+        seen.iter()
+            .filter(|(b, _)| b == body)
+            .map(|(_, attempt)| *attempt)
+            .collect()
+    };
+    assert!(
+        attempts(b"never").len() >= 2,
+        "the unanswered request timed out and was retried meanwhile: {seen:?}"
+    );
+    assert_eq!(
+        attempts(b"slow"),
+        vec![0],
+        "the slow request lost its connection to the other's timeout"
+    );
+    never.abort();
     client.close().await;
     node.shutdown().await;
 }
