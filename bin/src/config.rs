@@ -521,6 +521,42 @@ impl NodeConfig {
         Ok(config)
     }
 
+    /// The CA certificate, node certificate and key files, resolved against `data_dir`.
+    pub fn tls_paths(&self, data_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        (
+            Self::resolve_path(data_dir, &self.tls.ca),
+            Self::resolve_path(data_dir, &self.tls.cert),
+            Self::resolve_path(data_dir, &self.tls.key),
+        )
+    }
+
+    /// The cluster configuration this node belongs to (`cluster_file`, resolved against
+    /// `data_dir`), checked to list this node.
+    pub fn load_cluster(&self, data_dir: &Path) -> Result<ClusterConfig, ConfigError> {
+        let path = Self::resolve_path(data_dir, &self.cluster_file);
+        let cluster = ClusterConfig::load(&path)?;
+        if cluster.member(self.id).is_none() {
+            return Err(ConfigError::Invalid {
+                path,
+                source: ValidationError::new(
+                    "member",
+                    format!("node {} (from its node.toml) is not a member", self.id),
+                ),
+            });
+        }
+        Ok(cluster)
+    }
+
+    /// The listen address resolved to a socket address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ValidationError> {
+        resolve(&self.listen)
+            .ok()
+            .and_then(|addrs| addrs.into_iter().next())
+            .ok_or_else(|| {
+                ValidationError::new("listen", format!("cannot resolve {:?}", self.listen))
+            })
+    }
+
     /// Reads `DATA_DIR/node.toml`.
     pub fn load_from_data_dir(data_dir: &Path) -> Result<Self, ConfigError> {
         Self::load(&data_dir.join(NODE_FILE))
@@ -676,6 +712,24 @@ mod tests {
             change(&mut n);
             assert_eq!(n.validate().unwrap_err().field, field);
         }
+    }
+
+    #[test]
+    fn a_node_finds_its_cluster_and_tls_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let node_dir = dir.path().join("node-1");
+        std::fs::create_dir_all(&node_dir).unwrap();
+        std::fs::write(dir.path().join(CLUSTER_FILE), cluster().to_toml().unwrap()).unwrap();
+        let node = NodeConfig::new(1, "127.0.0.1:7001");
+        assert_eq!(node.load_cluster(&node_dir).unwrap(), cluster());
+        assert_eq!(node.tls_paths(&node_dir).2, node_dir.join("node-key.pem"));
+        assert_eq!(
+            node.listen_addr().unwrap(),
+            "127.0.0.1:7001".parse::<SocketAddr>().unwrap()
+        );
+        let stranger = NodeConfig::new(9, "127.0.0.1:7009");
+        let e = stranger.load_cluster(&node_dir).unwrap_err().to_string();
+        assert!(e.contains("cluster.toml") && e.contains("node 9"), "{e}");
     }
 
     #[test]

@@ -315,14 +315,33 @@ pub fn add_node(cluster_dir: &Path, id: u64, addr: &str) -> Result<InitReport, L
         field: "cluster",
         problem: e.to_string(),
     })?;
-    // Replace cluster.toml atomically: write a temporary file, then rename over it.
+    replace_cluster_file(cluster_dir, &cluster)?;
+    files.push(cluster_path);
+    Ok(InitReport { cluster, files })
+}
+
+/// Removes node `id` from `DIR/cluster.toml` (after `member remove`), atomically. Returns
+/// whether it was listed; its data directory is left alone.
+pub fn remove_member(cluster_dir: &Path, id: u64) -> Result<bool, LayoutError> {
+    let cluster_path = cluster_dir.join(CLUSTER_FILE);
+    let mut cluster = ClusterConfig::load(&cluster_path)?;
+    let before = cluster.members.len();
+    cluster.members.retain(|m| m.id != id);
+    if cluster.members.len() == before || cluster.members.is_empty() {
+        return Ok(false);
+    }
+    replace_cluster_file(cluster_dir, &cluster)?;
+    Ok(true)
+}
+
+fn replace_cluster_file(cluster_dir: &Path, cluster: &ClusterConfig) -> Result<(), LayoutError> {
+    let cluster_path = cluster_dir.join(CLUSTER_FILE);
+    // Write a temporary file, then rename it over the old one.
     let tmp = cluster_dir.join(format!("{CLUSTER_FILE}.tmp"));
     let _ = std::fs::remove_file(&tmp);
     let mut ignored = Vec::new();
     write_new(&tmp, &cluster.to_toml()?, PUBLIC, &mut ignored)?;
-    std::fs::rename(&tmp, &cluster_path).map_err(io("replace", &cluster_path))?;
-    files.push(cluster_path);
-    Ok(InitReport { cluster, files })
+    std::fs::rename(&tmp, &cluster_path).map_err(io("replace", &cluster_path))
 }
 
 #[cfg(test)]
@@ -455,5 +474,9 @@ mod tests {
             add_node(tmp.path(), 5, "nope"),
             Err(LayoutError::Invalid { .. })
         ));
+        assert!(remove_member(tmp.path(), 4).unwrap());
+        assert!(!remove_member(tmp.path(), 4).unwrap());
+        let reloaded = ClusterConfig::load(&tmp.path().join(CLUSTER_FILE)).unwrap();
+        assert_eq!(reloaded.ids(), vec![1, 2]);
     }
 }

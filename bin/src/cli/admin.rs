@@ -127,6 +127,16 @@ pub fn member(global: &GlobalArgs, command: &MemberCommand) -> CliResult {
             node_id("id", *id)?;
             let connection = connect(global)?;
             expect_done(connection.admin(AdminBody::RemoveMember { id: *id })?)?;
+            // Clients stop trying the removed node.
+            if global.cluster.is_empty()
+                && global
+                    .cluster_dir
+                    .join(crate::config::CLUSTER_FILE)
+                    .is_file()
+                && let Err(error) = layout::remove_member(&global.cluster_dir, *id)
+            {
+                tracing::warn!(%error, "node removed, but cluster.toml could not be updated");
+            }
             print(
                 global,
                 &json!({"id": id, "removed": true}),

@@ -128,6 +128,11 @@ pub struct ServerContext {
 }
 
 impl ServerContext {
+    /// The context of the node `node` configures, in `cluster`.
+    pub fn for_node(node: &crate::config::NodeConfig, cluster: ClusterConfig) -> Self {
+        Self::new(node.id, cluster, node.fault_hook)
+    }
+
     /// A context with default prepare costs and 1024 requests in flight.
     pub fn new(node_id: u64, cluster: ClusterConfig, fault_hook: bool) -> Self {
         Self {
