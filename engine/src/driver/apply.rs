@@ -200,7 +200,7 @@ fn restore<S: StateMachine>(
 /// Applies `entries` and answers `waiters`; returns the last index handled. Blank and
 /// configuration entries are not given to the state machine. On failure every waiter is
 /// told why the node stops.
-fn apply_entries<S: StateMachine>(
+pub(super) fn apply_entries<S: StateMachine>(
     state_machine: &mut S,
     entries: &[Entry],
     waiters: Vec<(u64, Waiter)>,

@@ -916,3 +916,49 @@ async fn a_lossy_network_loses_no_write() {
     cluster.assert_nothing_applied_twice();
     cluster.shutdown().await;
 }
+
+#[test]
+fn waiters_get_the_response_of_their_own_entry() {
+    use super::apply::{Waiter, apply_entries};
+    use crate::core::{Entry, EntryKind, Proposal};
+    let entry = |index, kind, data: bytes::Bytes| Entry {
+        index,
+        term: 1,
+        kind,
+        data,
+    };
+    let entries = vec![
+        entry(1, EntryKind::Blank, bytes::Bytes::new()),
+        entry(
+            2,
+            EntryKind::Normal,
+            Proposal::encode(0, 0, &2i64.to_le_bytes()),
+        ),
+        entry(3, EntryKind::Config, bytes::Bytes::new()),
+        entry(
+            4,
+            EntryKind::Normal,
+            Proposal::encode(0, 0, &3i64.to_le_bytes()),
+        ),
+    ];
+    let (two, two_rx) = tokio::sync::oneshot::channel();
+    let (three, three_rx) = tokio::sync::oneshot::channel();
+    let (four, four_rx) = tokio::sync::oneshot::channel();
+    let waiters = vec![
+        (2, Waiter::Propose(two)),
+        (3, Waiter::Membership(three)),
+        (4, Waiter::Propose(four)),
+    ];
+    let log = ApplyLog::default();
+    let mut counter = Counter::open(1, None, Arc::clone(&log));
+    let last = apply_entries(&mut counter, &entries, waiters).unwrap();
+    assert_eq!(last, Some(4));
+    assert_eq!(value(&two_rx.blocking_recv().unwrap().unwrap()), 2);
+    assert_eq!(three_rx.blocking_recv().unwrap().unwrap(), 3);
+    assert_eq!(value(&four_rx.blocking_recv().unwrap().unwrap()), 5);
+    // Only the two normal entries reached the state machine.
+    let mut applied: Vec<u64> = log.lock().unwrap().keys().map(|(_, i)| *i).collect();
+    applied.sort_unstable();
+    assert_eq!(applied, vec![2, 4]);
+    assert_eq!(counter.applied_index(), 4);
+}
