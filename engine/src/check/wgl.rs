@@ -19,8 +19,11 @@ use super::history::{Call, Op, Outcome};
 
 /// The end of the event list.
 const NIL: usize = usize::MAX;
-/// The list's head sentinel.
+/// The head sentinel of the list of determinate operations' calls and returns.
 const HEAD: usize = 0;
+/// The head sentinel of the list of indeterminate operations' calls (they never return, so
+/// they are kept apart, not to be stepped over by every scan of the determinate ones).
+const INFO_HEAD: usize = 1;
 /// An interned absent value.
 const ABSENT: u32 = 0;
 /// Every value that no operation compares against, interned as one.
@@ -448,7 +451,9 @@ impl Search {
             }
         }
         events.sort_unstable();
-        let nodes = events.len() + 1;
+        // Nodes are numbered in time order after the two sentinels, so that comparing node
+        // numbers compares times across the two lists.
+        let nodes = events.len() + 2;
         let mut search = Search {
             kinds: entries.iter().map(|entry| entry.kind).collect(),
             classes: entries.iter().map(|entry| class(entry.kind)).collect(),
@@ -495,8 +500,9 @@ impl Search {
             search.group[op] = (group, sizes[group]);
             sizes[group] += 1;
         }
+        let (mut last, mut last_info) = (HEAD, INFO_HEAD);
         for (position, &(_, which, op)) in events.iter().enumerate() {
-            let node = position + 1;
+            let node = position + 2;
             search.node_op[node] = op;
             search.node_is_call[node] = which == 0;
             if which == 0 {
@@ -504,8 +510,14 @@ impl Search {
             } else {
                 search.return_node[op] = node;
             }
-            search.prev[node] = node - 1;
-            search.next[node - 1] = node;
+            let tail = if entries[op].kind.is_info() {
+                &mut last_info
+            } else {
+                &mut last
+            };
+            search.prev[node] = *tail;
+            search.next[*tail] = node;
+            *tail = node;
         }
         search
     }
@@ -538,11 +550,16 @@ impl Search {
     /// indeterminate compare-and-set can be too, with it. Any other follower must fit
     /// `after`. And that follower is a candidate already (an indeterminate operation has no
     /// return, so taking it does not admit new candidates).
-    fn has_beneficiary(&self, op: usize, after: u32) -> bool {
-        let mut cursor = self.next[HEAD];
-        while cursor != NIL && self.node_is_call[cursor] {
-            let other = self.node_op[cursor];
-            cursor = self.next[cursor];
+    fn has_beneficiary(&self, op: usize, after: u32, window_end: usize) -> bool {
+        let determinate =
+            std::iter::successors(Some(self.next[HEAD]), |&node| self.next.get(node).copied())
+                .take_while(|&node| node != NIL && self.node_is_call[node]);
+        let indeterminate = std::iter::successors(Some(self.next[INFO_HEAD]), |&node| {
+            self.next.get(node).copied()
+        })
+        .take_while(|&node| node != NIL && node < window_end);
+        for node in determinate.chain(indeterminate) {
+            let other = self.node_op[node];
             if other == op {
                 continue;
             }
@@ -560,6 +577,16 @@ impl Search {
             }
         }
         false
+    }
+
+    /// The first return of a determinate operation not yet linearized (`NIL` if none): the
+    /// candidates are the calls before it.
+    fn window_end(&self) -> usize {
+        let mut cursor = self.next[HEAD];
+        while cursor != NIL && self.node_is_call[cursor] {
+            cursor = self.next[cursor];
+        }
+        cursor
     }
 
     fn unlink(&mut self, node: usize) {
@@ -615,6 +642,8 @@ impl Search {
             vec![0; self.group.iter().filter(|(group, _)| *group != NIL).count()];
         // The one unseen-value write to try at this configuration.
         let mut pick = NIL;
+        // While trying indeterminate operations: the end of the candidates' window.
+        let mut window_end = NIL;
         // Per value: determinate operations not yet linearized that require it.
         let mut waiting = vec![0usize; self.single_writer.len()];
         for kind in &self.kinds {
@@ -637,7 +666,10 @@ impl Search {
             if steps > budget {
                 return (SearchResult::Exhausted, steps);
             }
-            let fails = if cursor == NIL || !self.node_is_call[cursor] {
+            let class_done = cursor == NIL
+                || !self.node_is_call[cursor]
+                || (class == INDETERMINATE && cursor > window_end);
+            let fails = if class_done {
                 // This class is exhausted here: on to the next class that has operations left.
                 match (class + 1..CLASSES).find(|&next| left[next] > 0) {
                     Some(next) => {
@@ -645,6 +677,9 @@ impl Search {
                         cursor = self.next[HEAD];
                         if class == UNSEEN_WRITES {
                             pick = self.earliest_unseen_write();
+                        } else if class == INDETERMINATE {
+                            cursor = self.next[INFO_HEAD];
+                            window_end = self.window_end();
                         }
                         continue;
                     }
@@ -666,7 +701,7 @@ impl Search {
                             && self.precedence.ready(op)
                             && kind
                                 .step(state)
-                                .is_some_and(|after| self.has_beneficiary(op, after))
+                                .is_some_and(|after| self.has_beneficiary(op, after, window_end))
                     }
                     _ => self.precedence.ready(op),
                 };
@@ -748,6 +783,9 @@ impl Search {
                     class = choice.class;
                     cursor = self.next[self.call_node[op]];
                     pick = op;
+                    if class == INDETERMINATE {
+                        window_end = self.window_end();
+                    }
                     break;
                 }
             }
