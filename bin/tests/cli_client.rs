@@ -431,6 +431,9 @@ async fn accounts_sessions_and_constraints() {
         .fails(5, "not authenticated");
     h.shoal(&["cart"]).await.fails(5, "not logged in");
 
+    // No password in clear anywhere in the node's state.
+    assert_no_file_contains(h._tmp.path(), b"analytical");
+
     // account delete ends the account.
     h.shoal(&[
         "login",
@@ -452,6 +455,22 @@ async fn accounts_sessions_and_constraints() {
     .await
     .fails(5, "invalid email or password");
     h.stop().await;
+}
+
+fn assert_no_file_contains(dir: &Path, needle: &[u8]) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert_no_file_contains(&path, needle);
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds the clear password",
+                path.display()
+            );
+        }
+    }
 }
 
 async fn login_token(h: &Harness, email: &str) -> String {
@@ -915,5 +934,56 @@ async fn a_client_with_another_clusters_certificate_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.to_lowercase().contains("tls"), "{stderr}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_find_the_cluster_from_cluster_toml() {
+    let h = start(false).await;
+    // Point cluster.toml at the running endpoint, then use no --cluster/--ca/--cert/--key.
+    let path = h.dir.join("cluster.toml");
+    let mut cluster = ClusterConfig::load(&path).unwrap();
+    cluster.members[0].addr = h.addr.to_string();
+    std::fs::write(&path, cluster.to_toml().unwrap()).unwrap();
+    let dir = h.dir.display().to_string();
+    let bare = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_shoal"));
+        command
+            .args(args)
+            .env("SHOAL_DIR", &dir)
+            .env_remove("SHOAL_TOKEN")
+            .kill_on_drop(true);
+        async move {
+            let out = tokio::time::timeout(RUN_TIMEOUT, command.output())
+                .await
+                .unwrap()
+                .unwrap();
+            Run {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        }
+    };
+    bare(&["kv", "put", "k", "v"]).await.ok();
+    let v = bare(&["--json", "kv", "get", "k"]).await.ok().json();
+    assert_eq!(v["value"], "v");
+    let rows = bare(&["status", "--json"]).await.ok().json();
+    assert_eq!(rows[0]["id"], 1);
+    assert_eq!(rows[0]["reachable"], true);
+    // member add writes the new node's files (signed by the kept CA) and lists it.
+    bare(&["member", "add", "2", "127.0.0.1:7002"]).await.ok();
+    let node2 = h.dir.join("node-2");
+    for file in ["node.toml", "ca.pem", "node.pem", "node-key.pem"] {
+        assert!(node2.join(file).is_file(), "{file}");
+    }
+    let cluster = ClusterConfig::load(&path).unwrap();
+    assert_eq!(cluster.ids(), vec![1, 2]);
+    // Node 2 is not running: status shows it unreachable, within a bound.
+    let rows = bare(&["status", "--json"]).await.ok().json();
+    assert_eq!(rows[1]["id"], 2);
+    assert_eq!(rows[1]["reachable"], false);
+    bare(&["member", "remove", "2"]).await.ok();
+    assert_eq!(ClusterConfig::load(&path).unwrap().ids(), vec![1]);
     h.stop().await;
 }
