@@ -100,7 +100,10 @@ impl NodeBuilder {
         }
     }
 
-    /// The voters of the cluster at creation (the same on every node; see the field's doc).
+    /// The voters of the cluster at creation: the same list on every node and at every start,
+    /// including nodes added later (a node outside it starts as a non-member and waits to be
+    /// added with [`NodeHandle::add_learner`] or [`NodeHandle::add_voter`]). Later changes
+    /// live in the log, not here.
     pub fn voters(mut self, voters: impl IntoIterator<Item = NodeId>) -> Self {
         self.voters = voters.into_iter().collect();
         self
