@@ -219,9 +219,10 @@ fn sessions_per_account_are_bounded() {
     let mut h = Harness::new();
     h.signup_customer("Al", "al@example.com");
     let first = h.login("al@example.com");
+    let mut later = Vec::new();
     for _ in 0..shoal_shop::MAX_SESSIONS_PER_ACCOUNT {
         h.now += 1;
-        h.login("al@example.com");
+        later.push(h.login("al@example.com"));
     }
     // The oldest (soonest-expiring) session was evicted.
     assert_eq!(
@@ -230,6 +231,16 @@ fn sessions_per_account_are_bounded() {
         })),
         5
     );
+    // And only it: every later session, the next-oldest included, still works.
+    for token in &later {
+        assert!(
+            h.query(Query::Cart {
+                auth: h.auth(token)
+            })
+            .is_ok(),
+            "session {token} was evicted too"
+        );
+    }
 }
 
 #[test]
