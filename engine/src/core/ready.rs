@@ -96,7 +96,9 @@ pub struct Ready {
     pub hard_state: Option<HardState>,
     /// Chunks of an incoming snapshot to write.
     pub snapshot_chunks: Vec<SnapshotChunk>,
-    /// An incoming snapshot is complete: install it.
+    /// An incoming snapshot is complete: install it. When set, it is the last thing
+    /// `snapshot_chunks` wrote (the core takes no chunk of another snapshot in the same
+    /// `Ready`).
     pub install_snapshot: Option<SnapshotMeta>,
     /// Entries to append durably (possibly replacing a conflicting suffix).
     pub entries: Vec<Entry>,
