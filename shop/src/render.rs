@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::money::format_money;
-use crate::types::{ProductView, Reply, Response};
+use crate::types::{AccountView, OrderView, ProductView, Reply, Response};
 
 fn product_line(p: &ProductView) -> String {
     format!(
@@ -18,6 +18,36 @@ fn product_line(p: &ProductView) -> String {
         p.stock,
         p.store_id
     )
+}
+
+fn account_line(a: &AccountView) -> String {
+    format!(
+        "#{} {} <{}> ({})",
+        a.account_id,
+        a.name,
+        a.email,
+        a.role.as_str()
+    )
+}
+
+/// An order's header line and one indented line per item.
+fn write_order(out: &mut String, o: &OrderView) {
+    let _ = writeln!(
+        out,
+        "order {}  total {}",
+        o.order_id,
+        format_money(o.total_cents)
+    );
+    for l in &o.lines {
+        let _ = writeln!(
+            out,
+            "  #{}  {}  {} x {}",
+            l.product_id,
+            l.name,
+            l.qty,
+            format_money(l.unit_price_cents)
+        );
+    }
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -49,26 +79,10 @@ pub fn response_text(response: &Response) -> String {
         } => {
             let _ = write!(out, "logged in as account {account_id}\ntoken {token}");
         }
-        Response::Account(a) => {
-            let _ = write!(
-                out,
-                "#{} {} <{}> ({})",
-                a.account_id,
-                a.name,
-                a.email,
-                a.role.as_str()
-            );
-        }
+        Response::Account(a) => out.push_str(&account_line(a)),
         Response::Users { users, next } => {
             for a in users {
-                let _ = writeln!(
-                    out,
-                    "#{} {} <{}> ({})",
-                    a.account_id,
-                    a.name,
-                    a.email,
-                    a.role.as_str()
-                );
+                let _ = writeln!(out, "{}", account_line(a));
             }
             if users.is_empty() {
                 out.push_str("no users\n");
@@ -123,22 +137,7 @@ pub fn response_text(response: &Response) -> String {
         }
         Response::Orders { orders, next } => {
             for o in orders {
-                let _ = writeln!(
-                    out,
-                    "order {}  total {}",
-                    o.order_id,
-                    format_money(o.total_cents)
-                );
-                for l in &o.lines {
-                    let _ = writeln!(
-                        out,
-                        "  #{}  {}  {} x {}",
-                        l.product_id,
-                        l.name,
-                        l.qty,
-                        format_money(l.unit_price_cents)
-                    );
-                }
+                write_order(&mut out, o);
             }
             if orders.is_empty() {
                 out.push_str("no orders\n");
@@ -147,24 +146,7 @@ pub fn response_text(response: &Response) -> String {
                 let _ = writeln!(out, "more: --after {next}");
             }
         }
-        Response::Order(o) => {
-            let _ = writeln!(
-                out,
-                "order {}  total {}",
-                o.order_id,
-                format_money(o.total_cents)
-            );
-            for l in &o.lines {
-                let _ = writeln!(
-                    out,
-                    "  #{}  {}  {} x {}",
-                    l.product_id,
-                    l.name,
-                    l.qty,
-                    format_money(l.unit_price_cents)
-                );
-            }
-        }
+        Response::Order(o) => write_order(&mut out, o),
         Response::Sales { rows } => {
             for r in rows {
                 let _ = writeln!(
@@ -240,5 +222,25 @@ mod tests {
             value: None,
         });
         assert_eq!(text(&r), "(not found)");
+        let order = OrderView {
+            order_id: 7,
+            account_id: 2,
+            placed_at_ms: 0,
+            lines: vec![crate::types::OrderLine {
+                product_id: 3,
+                store_id: 1,
+                name: "Boot".into(),
+                qty: 2,
+                unit_price_cents: 1250,
+            }],
+            total_cents: 2500,
+        };
+        let one = text(&Ok(Response::Order(order.clone())));
+        assert_eq!(one, "order 7  total 25.00\n  #3  Boot  2 x 12.50");
+        let list = text(&Ok(Response::Orders {
+            orders: vec![order],
+            next: Some(7),
+        }));
+        assert_eq!(list, format!("{one}\nmore: --after 7"));
     }
 }
