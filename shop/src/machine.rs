@@ -33,7 +33,9 @@ pub enum Durability {
 /// Options of [`Shop::open_with`].
 #[derive(Debug, Clone)]
 pub struct ShopConfig {
-    /// How many clients the exactly-once table remembers.
+    /// How many clients the exactly-once table remembers. **Must be the same on every
+    /// replica**: which client is forgotten decides whether a late retry is answered from the
+    /// table or applied again, so replicas with different capacities can diverge.
     pub client_sessions_capacity: usize,
     /// When applied batches reach the disk.
     pub durability: Durability,
