@@ -828,3 +828,12 @@ fn messages_and_payloads_round_trip_and_garbage_is_refused() {
         membership
     );
 }
+
+proptest::proptest! {
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+        let _ = Message::decode(&bytes);
+        let _ = Proposal::decode(&bytes);
+        let _ = Membership::decode(&bytes);
+    }
+}
