@@ -1,7 +1,7 @@
 //! Security promises: mutual TLS under the cluster CA, authenticated peer ids, and bad bytes
+//! rejected without harm to the endpoint or other peers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! rejected without harm to the endpoint or other peers.
 
 mod common;
 
@@ -350,4 +350,32 @@ async fn random_udp_datagrams_do_not_hurt_the_endpoint() {
     client.close().await;
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// A holder of a client certificate (signed by the cluster CA) cannot pose as a node to other
+/// clients: client certificates are not valid for the name `shoal-node` nor for server auth.
+#[tokio::test]
+async fn client_certificate_cannot_serve_as_a_node() {
+    init_tracing();
+    let ca = ClusterCa::generate("impostor").unwrap();
+    let impostor_identity = client_identity(&ca);
+    let server = tls::quic_server_config(tls::server_config(&impostor_identity).unwrap()).unwrap();
+    let impostor = quinn::Endpoint::server(server, loopback()).unwrap();
+    let addr = impostor.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Some(incoming) = impostor.accept().await {
+            let _ = incoming.await;
+        }
+    });
+    let mut options = ClientOptions::new(vec![addr]);
+    options.max_attempts = 2;
+    options.retry_backoff = std::time::Duration::from_millis(10);
+    let client = Client::new(&client_identity(&ca), options).unwrap();
+    let error = client
+        .request(RequestKind::Write, Vec::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ClientError::Tls { .. }), "{error}");
+    assert!(error.to_string().contains("certificate"), "{error}");
+    client.close().await;
 }
