@@ -40,6 +40,8 @@ use crate::terms::TermRuns;
 pub const WAL_DIR_NAME: &str = "wal";
 /// Default segment size: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// Largest segment size accepted: 1 GiB.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 /// The advisory lock file in the WAL directory.
 const LOCK_FILE: &str = "LOCK";
 /// Suffix of a preallocated spare segment waiting to be used.
@@ -83,9 +85,10 @@ impl WalOptions {
                 self.segment_bytes
             )));
         }
-        if self.segment_bytes > u64::from(u32::MAX) {
+        // Frame offsets are u32: a segment plus one oversized entry must stay below 4 GiB.
+        if self.segment_bytes > MAX_SEGMENT_BYTES {
             return Err(Error::Invalid(format!(
-                "segment size {} is above the 4 GiB limit",
+                "segment size {} is above the limit of {MAX_SEGMENT_BYTES}",
                 self.segment_bytes
             )));
         }
@@ -985,6 +988,7 @@ impl Shared {
     fn push_pending(&self, writer: &mut Writer, entry: &Entry, start: usize, frame_len: usize) {
         let offset = writer.active.write_end + start as u64;
         debug_assert_eq!(offset % 8, 0);
+        debug_assert!(offset + frame_len as u64 <= u64::from(u32::MAX));
         writer.pending.push((
             entry.index,
             entry.term,
