@@ -131,7 +131,9 @@ fn init_refuses_bad_arguments_with_exit_2() {
             "{args:?}: {}",
             text(&out.stderr)
         );
-        assert!(!text(&out.stderr).contains("panicked"));
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"));
+        assert_eq!(err.lines().count(), 1, "one line on stderr: {err:?}");
     }
     assert!(!tmp.path().join("cluster.toml").exists());
 }

@@ -200,20 +200,16 @@ pub fn parse() -> Result<Cli, ExitCode> {
                 };
                 return Err(ExitCode::from(code));
             }
+            // One line on stderr (SPEC §3), under --json also the error document.
             let json = std::env::args().any(|a| a == "--json");
-            if json {
-                let message = error
-                    .to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or("invalid usage")
-                    .trim_start_matches("error: ")
-                    .to_string();
-                Err(CliError::usage(message).report(true))
-            } else {
-                let _ = error.print();
-                Err(ExitCode::from(2))
-            }
+            let message = error
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid usage")
+                .trim_start_matches("error: ")
+                .to_string();
+            Err(CliError::usage(format!("{message} (see --help)")).report(json))
         }
     }
 }
