@@ -142,6 +142,8 @@ pub struct Client {
     /// Lanes not held by a request in flight (see the module docs).
     free_lanes: Mutex<Vec<Lane>>,
     connections: tokio::sync::Mutex<HashMap<SocketAddr, Connection>>,
+    /// One gate per node address: held by the request dialing it.
+    dialing: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
     leader_hint: Mutex<Option<SocketAddr>>,
 }
 
@@ -211,6 +213,7 @@ impl Client {
                 next_seq: None,
             }]),
             connections: tokio::sync::Mutex::new(HashMap::new()),
+            dialing: Mutex::new(HashMap::new()),
             leader_hint: Mutex::new(None),
         })
     }
@@ -444,12 +447,24 @@ impl Client {
     }
 
     async fn connection(&self, addr: SocketAddr) -> Result<Connection, ClientError> {
-        if let Some(conn) = self.connections.lock().await.get(&addr)
-            && conn.close_reason().is_none()
-        {
-            return Ok(conn.clone());
+        if let Some(conn) = self.cached_connection(addr).await {
+            return Ok(conn);
         }
-        // Connect without holding the lock: a dead node must not stall requests to others.
+        // One dial per node at a time: requests that find no connection together (a fresh
+        // client under load, or everything in flight after a failover) wait for that dial
+        // rather than each making a handshake. The gate is per node, and `connections` is not
+        // held meanwhile, so a dead node never stalls requests to others.
+        let gate = self
+            .dialing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(addr)
+            .or_default()
+            .clone();
+        let _turn = gate.lock().await;
+        if let Some(conn) = self.cached_connection(addr).await {
+            return Ok(conn);
+        }
         let connecting = self
             .endpoint
             .connect_with(self.config.clone(), addr, tls::NODE_SERVER_NAME)
@@ -470,16 +485,18 @@ impl Client {
                 }
             }
         })?;
-        let mut connections = self.connections.lock().await;
-        if let Some(existing) = connections.get(&addr)
-            && existing.close_reason().is_none()
-        {
-            // Another request connected meanwhile: share its connection.
-            conn.close(VarInt::from_u32(0), b"duplicate");
-            return Ok(existing.clone());
-        }
-        connections.insert(addr, conn.clone());
+        self.connections.lock().await.insert(addr, conn.clone());
         Ok(conn)
+    }
+
+    /// The cached connection to `addr`, if it is still open.
+    async fn cached_connection(&self, addr: SocketAddr) -> Option<Connection> {
+        self.connections
+            .lock()
+            .await
+            .get(&addr)
+            .filter(|conn| conn.close_reason().is_none())
+            .cloned()
     }
 
     /// UDP datagrams received so far on the cached connection to `addr`, if there is one.

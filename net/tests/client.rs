@@ -502,3 +502,40 @@ async fn a_slow_answer_does_not_break_other_requests_on_the_connection() {
     client.close().await;
     node.shutdown().await;
 }
+
+/// Requests that find no connection to a node at the same moment (a fresh client under load,
+/// or every request in flight after a failover) share one dial instead of each making its own
+/// handshake.
+#[tokio::test]
+async fn concurrent_requests_share_one_dial() {
+    init_tracing();
+    let ca = ClusterCa::generate("one-dial").unwrap();
+    let mut config = fast_config(1, node_identity(&ca, 1), loopback());
+    // Any second connection from this client would be refused, and counted.
+    config.max_client_connections = 1;
+    let (node, channels) = PeerTransport::bind(config).await.unwrap();
+    serve(channels.client_requests, echo);
+    let client = Arc::new(
+        Client::new(
+            &client_identity(&ca),
+            options(vec![node.local_addr().unwrap()]),
+        )
+        .unwrap(),
+    );
+    let calls: Vec<_> = (0..16u8)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.request(RequestKind::Write, vec![i]).await })
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        assert_eq!(call.await.unwrap().unwrap(), vec![u8::try_from(i).unwrap()]);
+    }
+    assert_eq!(
+        node.stats().connections_refused,
+        0,
+        "requests dialed the node separately"
+    );
+    client.close().await;
+    node.shutdown().await;
+}
