@@ -1,6 +1,14 @@
-//! The deterministic simulation of the Raft core (see `sim/mod.rs`).
+//! The deterministic simulation of the Raft core (see `sim/mod.rs`): 3-, 5- and 7-node
+//! clusters, each seed a safety phase with faults, then a liveness phase, then a
+//! linearizability check of the clients' history.
 //!
-//! `SHOAL_SEED=n` replays one seed; `SHOAL_SIM_SEEDS=k` runs `k` seeds per cluster size.
+//! ```text
+//! cargo test -p shoal-engine --test simulation                       # default seeds
+//! SHOAL_SIM_SEEDS=5000 cargo test -p shoal-engine --test simulation  # 5000 per size
+//! SHOAL_SEED=1000037 cargo test -p shoal-engine --test simulation five_nodes  # replay one
+//! SHOAL_SEED=17 SHOAL_SIM_TRACE=1 cargo test -p shoal-engine --test simulation three_nodes
+//! ```
+//! A failure names its seed and the property it broke.
 #![cfg(not(any(
     feature = "buggy-commit-previous-term",
     feature = "buggy-vote-before-persist"
