@@ -987,3 +987,143 @@ async fn clients_find_the_cluster_from_cluster_toml() {
     assert_eq!(ClusterConfig::load(&path).unwrap().ids(), vec![1]);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checkouts_never_oversell() {
+    const CUSTOMERS: usize = 12;
+    const STOCK: usize = 5;
+    let h = start(false).await;
+    h.shoal(&[
+        "signup",
+        "--role",
+        "owner",
+        "--first",
+        "O",
+        "--last",
+        "W",
+        "--email",
+        "o@example.com",
+        "--password",
+        "pw",
+        "--contact",
+        "1234567",
+    ])
+    .await
+    .ok();
+    let owner = login_token(&h, "o@example.com").await;
+    let store = h
+        .shoal(&[
+            "store", "create", "--name", "S", "--json", "--token", &owner,
+        ])
+        .await
+        .ok()
+        .json();
+    let store_id = store["store_id"].to_string();
+    let stock = STOCK.to_string();
+    let product = h
+        .shoal(&[
+            "product",
+            "add",
+            "--store",
+            &store_id,
+            "--name",
+            "Boot",
+            "--category",
+            "footwear",
+            "--brand",
+            "Acme",
+            "--size",
+            "42",
+            "--price",
+            "10.00",
+            "--stock",
+            &stock,
+            "--json",
+            "--token",
+            &owner,
+        ])
+        .await
+        .ok()
+        .json();
+    let product_id = product["product_id"].to_string();
+    let mut tokens = Vec::new();
+    for i in 0..CUSTOMERS {
+        let email = format!("c{i}@example.com");
+        h.shoal(&[
+            "signup",
+            "--role",
+            "customer",
+            "--name",
+            "C",
+            "--email",
+            &email,
+            "--password",
+            "pw",
+            "--address",
+            "x",
+            "--contact",
+            "1234567",
+        ])
+        .await
+        .ok();
+        let token = login_token(&h, &email).await;
+        h.shoal(&["cart", "add", &product_id, "--token", &token])
+            .await
+            .ok();
+        tokens.push(token);
+    }
+    // Every customer checks out at once, each as its own process.
+    let args: Vec<[&str; 3]> = tokens
+        .iter()
+        .map(|t| ["checkout", "--token", t.as_str()])
+        .collect();
+    let runs = args.iter().map(|a| h.shoal(a));
+    let mut succeeded = 0;
+    for run in futures_join(runs).await {
+        match run.code {
+            0 => succeeded += 1,
+            4 => assert!(run.stderr.contains("insufficient stock"), "{}", run.stderr),
+            other => panic!("checkout exited {other}: {}", run.stderr),
+        }
+    }
+    assert_eq!(succeeded, STOCK);
+    let shown = h
+        .shoal(&["product", "show", &product_id, "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(shown["stock"], 0);
+    let sales = h
+        .shoal(&["sales", "--json", "--token", &owner])
+        .await
+        .ok()
+        .json();
+    assert_eq!(sales["products"][0]["units"], STOCK);
+    h.stop().await;
+}
+
+/// Runs the futures concurrently and returns their outputs in order.
+async fn futures_join<F: std::future::Future<Output = Run>>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<Run> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut results: Vec<Option<Run>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, fut) in pinned.iter_mut().enumerate() {
+            if results[i].is_none() {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(run) => results[i] = Some(run),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    results.into_iter().map(|r| r.unwrap()).collect()
+}
