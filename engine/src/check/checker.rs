@@ -180,7 +180,8 @@ fn refutes(ops: &[Op], config: &CheckConfig, spent: &mut u64) -> Option<bool> {
     let per_candidate = (config.max_shrink_steps / 20).max(10_000);
     let budget = config.max_steps_per_key.min(per_candidate).min(left);
     let (result, steps) = search(&refs, budget);
-    *spent = spent.saturating_add(steps);
+    // Preparing a search costs about a step per operation: charge it too.
+    *spent = spent.saturating_add(steps).saturating_add(ops.len() as u64);
     Some(result == SearchResult::NotLinearizable)
 }
 
@@ -226,34 +227,47 @@ fn written_value(op: &Op) -> Option<&[u8]> {
     }
 }
 
-/// Whether removing the operations marked in `removed` cannot create a violation that was
-/// not there: if `ops` have a linearization, so do the rest. It holds when no remaining
-/// operation observes a value a removed one may write, and no remaining mismatching
-/// compare-and-set may follow a removed writer (a linearization of `ops` minus the removed
-/// operations, and minus indeterminate compare-and-sets that changed nothing, is then one of
-/// the rest: every remaining operation sees the value it saw). Shrinking removes only such
-/// sets, so the counterexample keeps the writers its reads need and shows the original
-/// violation, not one made by removal.
-fn removable(ops: &[Op], removed: &[bool]) -> bool {
-    let mut written: Vec<&[u8]> = Vec::new();
-    let mut first_writer = u64::MAX;
-    for (op, _) in ops.iter().zip(removed).filter(|(_, removed)| **removed) {
-        if let Some(value) = written_value(op) {
-            written.push(value);
-            first_writer = first_writer.min(op.invoke);
+/// Extends the set of operations marked in `removed` until removing it cannot create a
+/// violation that was not there (if `ops` have a linearization, so do the rest): adds every
+/// remaining operation that observes a value a removed operation may write, and every
+/// remaining mismatching compare-and-set that may follow a removed writer. (A linearization
+/// of `ops` minus the removed operations, and minus indeterminate compare-and-sets that
+/// changed nothing, is then one of the rest: every remaining operation sees the value it
+/// saw.) Shrinking removes only such closed sets, so the counterexample keeps the writers its
+/// reads need and shows the original violation, not one made by removal.
+fn close_removal(ops: &[Op], removed: &mut [bool]) {
+    loop {
+        let mut written: Vec<&[u8]> = Vec::new();
+        let mut first_writer = u64::MAX;
+        for (op, _) in ops
+            .iter()
+            .zip(removed.iter())
+            .filter(|(_, removed)| **removed)
+        {
+            if let Some(value) = written_value(op) {
+                written.push(value);
+                first_writer = first_writer.min(op.invoke);
+            }
         }
-    }
-    ops.iter()
-        .zip(removed)
-        .filter(|(_, removed)| !**removed)
-        .all(|(op, _)| {
+        let mut grew = false;
+        for (op, removed) in ops.iter().zip(removed.iter_mut()) {
+            if *removed {
+                continue;
+            }
             let observes_removed = observed(op)
                 .flatten()
                 .is_some_and(|value| written.contains(&value));
             let mismatch_after = op.outcome == Outcome::CasOk(false)
                 && op.complete.is_none_or(|complete| complete >= first_writer);
-            !observes_removed && !mismatch_after
-        })
+            if observes_removed || mismatch_after {
+                *removed = true;
+                grew = true;
+            }
+        }
+        if !grew {
+            return;
+        }
+    }
 }
 
 /// Shrinks a non-linearizable key history to a small non-linearizable sub-history. Returns it
@@ -307,13 +321,11 @@ fn shrink(ops: &[&Op], config: &CheckConfig) -> (Vec<Op>, u64) {
         let mut end = current.len();
         while end > 0 {
             let start = end.saturating_sub(run);
-            let removed: Vec<bool> = (0..current.len())
+            let mut removed: Vec<bool> = (0..current.len())
                 .map(|i| (start..end).contains(&i))
                 .collect();
             end = start;
-            if !removable(&current, &removed) {
-                continue;
-            }
+            close_removal(&current, &mut removed);
             let candidate: Vec<Op> = current
                 .iter()
                 .zip(&removed)

@@ -412,6 +412,42 @@ struct Choice {
     class: usize,
     /// Whether it was forced: then no other choice at its configuration needs trying.
     forced: bool,
+    /// The configuration's [`Follow`] restriction, restored when the choice is undone.
+    follow: Option<Follow>,
+}
+
+/// The restriction after an indeterminate operation is taken: the next operation must need
+/// it, that is, fit the register's new value but not the value before.
+///
+/// The search only builds linearizations in which every indeterminate operation is followed
+/// at once by an operation that needs it, and loses none by that: in any linearization, an
+/// indeterminate operation that changes nothing, or is followed by a write or by nothing,
+/// can be left out; one followed by an operation that does not need it can be swapped with
+/// that operation (no real-time order ties an operation that never returned). Repeating
+/// this ends with every remaining indeterminate operation followed by one that needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Follow {
+    /// The indeterminate operation just taken.
+    op: usize,
+    /// The register's value before it.
+    before: u32,
+}
+
+impl Follow {
+    /// Whether `kind`, taken now in register value `after`, needs the operation.
+    fn needed_by(self, kind: Kind, after: u32) -> bool {
+        match kind {
+            Kind::Read(value)
+            | Kind::CasOk {
+                expected: value, ..
+            }
+            | Kind::InfoCas {
+                expected: value, ..
+            } => value == after && value != self.before,
+            Kind::CasFail { expected } => expected == self.before && expected != after,
+            Kind::Write(_) | Kind::InfoWrite(_) => false,
+        }
+    }
 }
 
 /// The search state: Lowe's linked list of events, the linearized set and the cache.
@@ -541,16 +577,12 @@ impl Search {
         best
     }
 
-    /// Whether indeterminate `op`, taken now and leaving the register at `after`, could be
-    /// immediately followed by a candidate that needs it: one that observes `after`, or a
-    /// mismatching compare-and-set that needs a value other than the current one.
-    ///
-    /// Only such placements need trying: in a linearization, an indeterminate operation
-    /// followed by a write (or by nothing) can be left out, and one followed by a no-op
-    /// indeterminate compare-and-set can be too, with it. Any other follower must fit
-    /// `after`. And that follower is a candidate already (an indeterminate operation has no
-    /// return, so taking it does not admit new candidates).
-    fn has_beneficiary(&self, op: usize, after: u32, window_end: usize) -> bool {
+    /// Whether indeterminate `op`, taken now in register value `state` and leaving it at
+    /// `after`, could be followed at once by a candidate that needs it (see [`Follow`]): only
+    /// then is it worth trying. That follower is a candidate already: an indeterminate
+    /// operation has no return, so taking it admits no new candidates.
+    fn has_beneficiary(&self, op: usize, state: u32, after: u32, window_end: usize) -> bool {
+        let follow = Follow { op, before: state };
         let determinate =
             std::iter::successors(Some(self.next[HEAD]), |&node| self.next.get(node).copied())
                 .take_while(|&node| node != NIL && self.node_is_call[node]);
@@ -558,25 +590,10 @@ impl Search {
             self.next.get(node).copied()
         })
         .take_while(|&node| node != NIL && node < window_end);
-        for node in determinate.chain(indeterminate) {
-            let other = self.node_op[node];
-            if other == op {
-                continue;
-            }
-            let benefits = match self.kinds[other] {
-                Kind::Read(value)
-                | Kind::CasOk {
-                    expected: value, ..
-                } => value == after,
-                Kind::InfoCas { expected, .. } => expected == after,
-                Kind::CasFail { expected } => expected != after,
-                Kind::Write(_) | Kind::InfoWrite(_) => false,
-            };
-            if benefits {
-                return true;
-            }
-        }
-        false
+        determinate
+            .chain(indeterminate)
+            .map(|node| self.node_op[node])
+            .any(|other| other != op && follow.needed_by(self.kinds[other], after))
     }
 
     /// The first return of a determinate operation not yet linearized (`NIL` if none): the
@@ -630,7 +647,9 @@ impl Search {
     fn run(mut self, budget: u64) -> (SearchResult, u64) {
         let words = self.kinds.len().div_ceil(64);
         // The linearized set's bits followed by the register state: one cache key.
-        let mut key: Vec<u64> = vec![0; words + 1];
+        // (The restriction, if any, is part of the configuration: one more word.)
+        let mut key: Vec<u64> = vec![0; words + 2];
+        let mut follow: Option<Follow> = None;
         let mut cache: HashSet<Box<[u64]>, BuildHasherDefault<FxHasher>> = HashSet::default();
         let mut stack: Vec<Choice> = Vec::new();
         let mut left = [0usize; CLASSES];
@@ -694,17 +713,17 @@ impl Search {
                 let kind = self.kinds[op];
                 let forced = class == 0;
                 let eligible = match class {
-                    UNSEEN_WRITES => op == pick,
+                    UNSEEN_WRITES => op == pick && follow.is_none(),
                     INDETERMINATE => {
                         let (group, place) = self.group[op];
                         taken[group] == place
                             && self.precedence.ready(op)
-                            && kind
-                                .step(state)
-                                .is_some_and(|after| self.has_beneficiary(op, after, window_end))
+                            && kind.step(state).is_some_and(|after| {
+                                after != state && self.has_beneficiary(op, state, after, window_end)
+                            })
                     }
                     _ => self.precedence.ready(op),
-                };
+                } && follow.is_none_or(|follow| follow.needed_by(kind, state));
                 if !eligible {
                     cursor = self.next[cursor];
                     continue;
@@ -722,6 +741,8 @@ impl Search {
                     Some(next_state) => {
                         key[op / 64] |= 1 << (op % 64);
                         key[words] = u64::from(next_state);
+                        let next_follow = kind.is_info().then_some(Follow { op, before: state });
+                        key[words + 1] = next_follow.map_or(0, |follow| follow.op as u64 + 1);
                         if cache.contains(key.as_slice()) {
                             key[op / 64] &= !(1 << (op % 64));
                             // Explored before, and failed. A forced choice fails its
@@ -730,6 +751,7 @@ impl Search {
                         } else {
                             cache.insert(key.as_slice().into());
                             stack.push(Choice {
+                                follow,
                                 op,
                                 state,
                                 class,
@@ -748,6 +770,7 @@ impl Search {
                                 done += 1;
                             }
                             class = 0;
+                            follow = next_follow;
                             cursor = self.next[HEAD];
                             continue;
                         }
@@ -768,6 +791,7 @@ impl Search {
                 let op = choice.op;
                 key[op / 64] &= !(1 << (op % 64));
                 state = choice.state;
+                follow = choice.follow;
                 self.unlift(op);
                 left[self.classes[op]] += 1;
                 self.precedence.linearized(op, false);
