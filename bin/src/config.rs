@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -270,6 +271,29 @@ impl Default for TimingConfig {
 }
 
 impl TimingConfig {
+    /// The tick as a duration.
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
+
+    /// The heartbeat interval as a duration.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// The election timeout range `[min, max)` as durations.
+    pub fn election_timeout(&self) -> (Duration, Duration) {
+        (
+            Duration::from_millis(self.election_timeout_min_ms),
+            Duration::from_millis(self.election_timeout_max_ms),
+        )
+    }
+
+    /// The leader lease as a duration.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
     /// Checks the timing: positive, heartbeat < election timeout, lease < election timeout.
     pub fn validate(&self) -> Result<(), ValidationError> {
         const MAX_MS: u64 = 600_000;

@@ -187,14 +187,27 @@ fn rejected(code: u32, message: impl Into<String>) -> ClientResponse {
     }
 }
 
+/// The client address of node `id`: from cluster.toml, else from the node's membership
+/// (a node added after the cluster was configured).
+fn member_address<N: NodeApi>(id: u64, node: &N, context: &ServerContext) -> Option<String> {
+    context
+        .cluster
+        .member(id)
+        .map(|m| m.client_address().to_owned())
+        .or_else(|| {
+            node.members()
+                .into_iter()
+                .find(|m| m.id == id)
+                .and_then(|m| m.addr)
+        })
+}
+
 /// Turns a node failure into the answer the client acts on.
-fn node_error(error: NodeError, context: &ServerContext) -> ClientResponse {
+fn node_error<N: NodeApi>(error: NodeError, node: &N, context: &ServerContext) -> ClientResponse {
     match error {
         NodeError::NotLeader { leader } => ClientResponse::NotLeader {
             leader_id: leader,
-            leader_addr: leader
-                .and_then(|id| context.cluster.member(id))
-                .map(|m| m.client_address().to_owned()),
+            leader_addr: leader.and_then(|id| member_address(id, node, context)),
         },
         NodeError::Unavailable(message) => ClientResponse::Unavailable(message),
         NodeError::Failed(message) => {
@@ -255,7 +268,7 @@ async fn propose<N: NodeApi>(
 ) -> ClientResponse {
     match node.propose(client_id, seq, request.encode()).await {
         Ok(bytes) => ClientResponse::Ok(bytes),
-        Err(error) => node_error(error, context),
+        Err(error) => node_error(error, node, context),
     }
 }
 
@@ -288,7 +301,7 @@ async fn handle_write<N: NodeApi>(
                 .await
             {
                 Ok(bytes) => bytes,
-                Err(error) => return node_error(error, context),
+                Err(error) => return node_error(error, node, context),
             };
             let credentials = match shoal_shop::decode_reply(&bytes) {
                 Ok(reply) => reply,
@@ -317,7 +330,7 @@ async fn handle_read<N: NodeApi>(
     query.set_now(prepare::now_ms());
     match node.read(query.encode(), consistency).await {
         Ok(bytes) => ClientResponse::Ok(bytes),
-        Err(error) => node_error(error, context),
+        Err(error) => node_error(error, node, context),
     }
 }
 
@@ -371,7 +384,7 @@ async fn handle_admin<N: NodeApi>(
     };
     match result {
         Ok(reply) => ClientResponse::Ok(reply.to_bytes()),
-        Err(error) => node_error(error, context),
+        Err(error) => node_error(error, node, context),
     }
 }
 

@@ -232,6 +232,19 @@ async fn not_leader_names_the_leader_address() {
         }
         other => panic!("{other:?}"),
     }
+    // A leader added after cluster.toml was written: its address comes from the membership.
+    let add = AdminBody::AddMember {
+        id: 5,
+        addr: "127.0.0.1:7005".into(),
+    };
+    f.node.set_leader(Some(1));
+    assert!(matches!(f.admin(add).await, ClientResponse::Ok(_)));
+    f.node.set_leader(Some(5));
+    let put = WriteBody::Shop(Request::KvDelete { key: b"k".to_vec() });
+    assert!(matches!(
+        f.send(RequestKind::Write, put.to_bytes()).await,
+        ClientResponse::NotLeader { leader_id: Some(5), leader_addr: Some(ref a) } if a == "127.0.0.1:7005"
+    ));
     f.node.set_leader(None);
     assert!(matches!(
         f.admin(AdminBody::TransferLeader { to: 1 }).await,
