@@ -14,7 +14,7 @@ use crate::codec;
 use crate::error::StoreError;
 use crate::logic::{self, META_STATE_KEY, MetaRec};
 use crate::store::{Ks, Store, Txn};
-use crate::types::{Reply, encode_reply};
+use crate::types::{Reply, encode_owned_reply};
 
 /// When an applied batch reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,14 +357,14 @@ impl StateMachine for Shop {
                     applied = meta.applied_index,
                     "command already applied, skipped"
                 );
-                responses.push(encode_reply(&Err(ShopError::Conflict {
+                responses.push(encode_owned_reply(Err(ShopError::Conflict {
                     message: format!("entry {} was already applied", command.index),
                 })));
                 continue;
             }
             let response = match self.sessions.check(command.client_id, command.seq) {
                 Dedup::Duplicate(first) => first.to_vec(),
-                Dedup::Stale => encode_reply(&Err(ShopError::Conflict {
+                Dedup::Stale => encode_owned_reply(Err(ShopError::Conflict {
                     message: format!(
                         "request {} of client {} is older than its latest; not applied",
                         command.seq, command.client_id
@@ -380,7 +380,7 @@ impl StateMachine for Shop {
                             return Err(error);
                         }
                     };
-                    let bytes = encode_reply(&reply);
+                    let bytes = encode_owned_reply(reply);
                     // Later commands of this batch must see the record (a retry in the
                     // same batch is a duplicate).
                     self.sessions.record(
@@ -418,7 +418,7 @@ impl StateMachine for Shop {
     fn query(&self, query: &[u8]) -> Result<Vec<u8>, StoreError> {
         self.check_poisoned()?;
         let reply = logic::answer_query(&Txn::new(&self.current), query)?;
-        Ok(encode_reply(&reply))
+        Ok(encode_owned_reply(reply))
     }
 
     fn snapshot(&mut self) -> Result<Box<dyn SnapshotImage>, StoreError> {

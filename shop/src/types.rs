@@ -849,9 +849,15 @@ enum WireReply {
 
 /// Encodes a reply (what `apply` and `query` return).
 pub fn encode_reply(reply: &Reply) -> Vec<u8> {
+    encode_owned_reply(reply.clone())
+}
+
+/// Encodes a reply the caller no longer needs, without copying it first (a page of a listing
+/// can be megabytes).
+pub(crate) fn encode_owned_reply(reply: Reply) -> Vec<u8> {
     let wire = match reply {
-        Ok(response) => WireReply::Ok(response.clone()),
-        Err(error) => WireReply::Err(error.clone()),
+        Ok(response) => WireReply::Ok(response),
+        Err(error) => WireReply::Err(error),
     };
     codec::encode(&wire)
 }
@@ -933,7 +939,8 @@ mod tests {
         let q = Query::Products(ProductFilter::default());
         assert_eq!(Query::decode(&q.encode()), Ok(q));
         let reply: Reply = Err(ShopError::invalid("email", "bad"));
-        assert_eq!(decode_reply(&encode_reply(&reply)), Ok(reply));
+        assert_eq!(decode_reply(&encode_reply(&reply)), Ok(reply.clone()));
+        assert_eq!(encode_owned_reply(reply.clone()), encode_reply(&reply));
         let reply: Reply = Ok(Response::KvValue {
             key: b"k".to_vec(),
             value: Some(b"v".to_vec()),
