@@ -218,12 +218,17 @@ impl Client {
         })
     }
 
-    /// This client's id.
+    /// This client's id (that of its first lane; see the module docs).
     pub fn client_id(&self) -> u64 {
         self.client_id
     }
 
-    /// Takes the next sequence number (starting at 1).
+    /// Takes the next sequence number of [`Client::client_id`] (starting at 1).
+    ///
+    /// For requests built by hand and given to [`Client::send`]: such requests must not be in
+    /// flight at the same time as another one of the same client id (including one of
+    /// [`Client::request`]'s first lane), or the older may be refused as stale. Prefer
+    /// [`Client::request`], which is safe to call concurrently.
     pub fn next_seq(&self) -> u64 {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
