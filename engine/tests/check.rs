@@ -616,8 +616,8 @@ mod check {
     /// `cargo test -p shoal-engine --release --test check stress -- --ignored --nocapture`
     ///
     /// 20 clients, 10,000 operations over 100 keys (100 per key), and harder variants: 15%
-    /// indeterminate operations, 10% stalled operations, 300 operations per key, and
-    /// write-heavy; 20 seeds each.
+    /// indeterminate operations, 10% stalled operations, 300 operations per key,
+    /// write-heavy, and a single key of 5,000 operations; 20 seeds each.
     #[test]
     #[ignore = "stress test: run by hand, in release"]
     fn stress_twenty_clients_ten_thousand_ops() {
@@ -659,6 +659,15 @@ mod check {
                     ..base
                 },
             ),
+            (
+                "one key, 10 clients",
+                Workload {
+                    clients: 10,
+                    ops: 5_000,
+                    ops_per_key: 5_000,
+                    ..base
+                },
+            ),
         ];
         for (name, workload) in variants {
             let started = Instant::now();
@@ -678,8 +687,8 @@ mod check {
                     .max(worst_key);
             }
             eprintln!(
-                "stress {name}: 20 runs of {} ops, {steps} steps, worst key {worst_key} steps, {:?} (generation included)",
-                workload.ops + 100,
+                "stress {name}: 20 runs of {} ops (and final reads), {steps} steps, worst key {worst_key} steps, {:?} (generation included)",
+                workload.ops,
                 started.elapsed()
             );
         }
