@@ -104,3 +104,27 @@ fn leftover_temporary_files_are_removed() {
     assert_eq!(wal.recovery().removed_temporary.len(), 2);
     assert_eq!(wal.last_index(), 10);
 }
+
+#[test]
+fn compaction_gives_disk_space_back_and_reports_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(options(dir.path(), SEGMENT_BYTES)).unwrap();
+    wal.append(&entries(1, 400, 1)).unwrap();
+    let before = wal.stats();
+    let retention = wal.retention();
+    assert_eq!(retention.segments as u64, before.segments);
+    let free_oldest = retention.compact_to_free_oldest.unwrap();
+    // Compacting just below what the oldest segment holds frees nothing.
+    wal.compact(free_oldest - 1, 1).unwrap();
+    assert_eq!(wal.stats().segments, before.segments);
+    wal.compact(free_oldest, 1).unwrap();
+    assert_eq!(wal.stats().segments, before.segments - 1);
+    wal.compact(350, 1).unwrap();
+    let after = wal.stats();
+    assert!(
+        after.disk_bytes < before.disk_bytes / 2,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(segments(dir.path()).len() as u64, after.segments);
+    assert_eq!(wal.entries(351, 401).unwrap(), entries(351, 400, 1));
+}
