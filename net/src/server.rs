@@ -29,8 +29,8 @@ const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct IncomingRequest {
     /// The request.
     pub request: ClientRequest,
-    /// Answers the request; dropping it unanswered resets the stream, which the client treats
-    /// as a failed attempt.
+    /// Answers the request; dropping it unanswered ends the stream without an answer, which
+    /// the client treats as a failed attempt (and retries).
     pub responder: Responder,
     /// The client's address, for logs.
     pub remote: SocketAddr,
@@ -60,8 +60,26 @@ pub enum RespondError {
 
 impl Responder {
     /// Sends `response` and finishes the stream.
+    ///
+    /// A response larger than the client frame bound cannot be sent: the client is answered
+    /// [`ClientResponse::Rejected`] with [`codes::TOO_LARGE`] instead (so it does not retry a
+    /// request whose answer can never fit), and the error is returned.
     pub async fn respond(mut self, response: &ClientResponse) -> Result<(), RespondError> {
         let bytes = response.to_bytes()?;
+        if bytes.len() > self.max_frame_bytes {
+            let error = FrameError::TooLarge {
+                len: bytes.len() as u64,
+                max: self.max_frame_bytes,
+            };
+            let refusal = ClientResponse::Rejected {
+                code: codes::TOO_LARGE,
+                message: format!("the response is too large to send: {error}"),
+            }
+            .to_bytes()?;
+            frame::write_frame(&mut self.send, &refusal, self.max_frame_bytes).await?;
+            self.send.finish()?;
+            return Err(error.into());
+        }
         frame::write_frame(&mut self.send, &bytes, self.max_frame_bytes).await?;
         self.send.finish()?;
         Ok(())

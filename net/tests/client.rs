@@ -44,6 +44,30 @@ fn serve(
     seen
 }
 
+/// Like [`serve`], but a response that cannot be sent is not a test failure.
+fn serve_lossy(
+    mut requests: mpsc::Receiver<IncomingRequest>,
+    answer: impl Fn(&ClientRequest) -> ClientResponse + Send + 'static,
+) -> Seen {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Some(IncomingRequest {
+            request, responder, ..
+        }) = requests.recv().await
+        {
+            record.lock().unwrap().push((
+                request.client_id,
+                request.seq,
+                request.attempt,
+                request.kind,
+            ));
+            let _ = responder.respond(&answer(&request)).await;
+        }
+    });
+    seen
+}
+
 fn echo(request: &ClientRequest) -> ClientResponse {
     let mut body = request.body.clone();
     body.reverse();
@@ -536,6 +560,36 @@ async fn concurrent_requests_share_one_dial() {
         0,
         "requests dialed the node separately"
     );
+    client.close().await;
+    node.shutdown().await;
+}
+
+/// An answer too large for the client frame bound can never be sent: the client is told so
+/// once, instead of retrying (and the node re-executing) until it gives up as "unavailable".
+#[tokio::test]
+async fn an_oversized_answer_is_refused_once_not_retried() {
+    init_tracing();
+    let ca = ClusterCa::generate("big-answer").unwrap();
+    let mut config = fast_config(1, node_identity(&ca, 1), loopback());
+    config.max_client_frame_bytes = 1024;
+    let (node, channels) = PeerTransport::bind(config).await.unwrap();
+    let seen = serve_lossy(channels.client_requests, |_| {
+        ClientResponse::Ok(vec![7; 4096])
+    });
+    let client = Client::new(
+        &client_identity(&ca),
+        options(vec![node.local_addr().unwrap()]),
+    )
+    .unwrap();
+    let error = client
+        .request(RequestKind::Read(ReadConsistency::Linearizable), Vec::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Rejected { code, message } if *code == codes::TOO_LARGE && message.contains("too large")),
+        "{error}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "the request was retried");
     client.close().await;
     node.shutdown().await;
 }
