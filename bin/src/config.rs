@@ -389,6 +389,76 @@ impl Default for WalConfig {
     }
 }
 
+/// Password hashing costs and session lifetime (argon2id). Lower costs only for test
+/// clusters: hashes keep the costs they were made with, and verification refuses hashes far
+/// costlier than the configured (or default) costs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    /// argon2 memory cost, in KiB (at least 8 × lanes).
+    pub argon2_memory_kib: u32,
+    /// argon2 passes.
+    pub argon2_iterations: u32,
+    /// argon2 lanes.
+    pub argon2_lanes: u32,
+    /// How long a login session lasts, in seconds.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for PasswordConfig {
+    /// The shop's defaults: argon2id with the crate's recommended costs, 24-hour sessions.
+    fn default() -> Self {
+        let prepare = shoal_shop::PrepareConfig::default();
+        Self {
+            argon2_memory_kib: prepare.argon2_memory_kib,
+            argon2_iterations: prepare.argon2_iterations,
+            argon2_lanes: prepare.argon2_lanes,
+            session_ttl_secs: prepare.session_ttl_ms / 1000,
+        }
+    }
+}
+
+impl PasswordConfig {
+    /// Checks the costs and the lifetime.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.argon2_lanes == 0 || self.argon2_lanes > 16 {
+            return Err(ValidationError::new(
+                "passwords.argon2_lanes",
+                "must be between 1 and 16",
+            ));
+        }
+        if self.argon2_memory_kib < 8 * self.argon2_lanes || self.argon2_memory_kib > (1 << 20) {
+            return Err(ValidationError::new(
+                "passwords.argon2_memory_kib",
+                "must be between 8 × argon2_lanes and 1048576 (1 GiB)",
+            ));
+        }
+        if self.argon2_iterations == 0 || self.argon2_iterations > 10 {
+            return Err(ValidationError::new(
+                "passwords.argon2_iterations",
+                "must be between 1 and 10",
+            ));
+        }
+        if self.session_ttl_secs == 0 || self.session_ttl_secs > 366 * 24 * 3600 {
+            return Err(ValidationError::new(
+                "passwords.session_ttl_secs",
+                "must be between 1 second and a year",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The shop's prepare configuration with these costs.
+    pub fn prepare_config(&self) -> shoal_shop::PrepareConfig {
+        shoal_shop::PrepareConfig {
+            argon2_memory_kib: self.argon2_memory_kib,
+            argon2_iterations: self.argon2_iterations,
+            argon2_lanes: self.argon2_lanes,
+            session_ttl_ms: self.session_ttl_secs.saturating_mul(1000),
+        }
+    }
+}
+
 /// Log verbosity of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -443,6 +513,9 @@ pub struct NodeConfig {
     /// WAL sizes.
     #[serde(default)]
     pub wal: WalConfig,
+    /// Password hashing costs and session lifetime.
+    #[serde(default)]
+    pub passwords: PasswordConfig,
     /// Whether the transport's fault hook (drop/delay peer traffic) obeys admin fault
     /// commands. Off by default: only test and chaos clusters turn it on.
     #[serde(default)]
@@ -468,6 +541,7 @@ impl NodeConfig {
             timing: TimingConfig::default(),
             snapshot: SnapshotConfig::default(),
             wal: WalConfig::default(),
+            passwords: PasswordConfig::default(),
             fault_hook: false,
             log_level: LogLevel::default(),
         }
@@ -517,6 +591,7 @@ impl NodeConfig {
                 "must be a multiple of 8 between 4096 and 4 GiB",
             ));
         }
+        self.passwords.validate()?;
         if self.wal.max_bytes < self.wal.segment_bytes.saturating_mul(2) {
             return Err(ValidationError::new(
                 "wal.max_bytes",
@@ -730,6 +805,14 @@ mod tests {
             ),
             ("wal.max_bytes", Box::new(|n| n.wal.max_bytes = 4096)),
             ("tls.key", Box::new(|n| n.tls.key = PathBuf::new())),
+            (
+                "passwords.argon2_memory_kib",
+                Box::new(|n| n.passwords.argon2_memory_kib = 4),
+            ),
+            (
+                "passwords.session_ttl_secs",
+                Box::new(|n| n.passwords.session_ttl_secs = 0),
+            ),
         ];
         for (field, change) in cases {
             let mut n = ok.clone();

@@ -128,9 +128,12 @@ pub struct ServerContext {
 }
 
 impl ServerContext {
-    /// The context of the node `node` configures, in `cluster`.
+    /// The context of the node `node` configures, in `cluster`; password costs come from its
+    /// `[passwords]` section.
     pub fn for_node(node: &crate::config::NodeConfig, cluster: ClusterConfig) -> Self {
-        Self::new(node.id, cluster, node.fault_hook)
+        let mut context = Self::new(node.id, cluster, node.fault_hook);
+        context.prepare = node.passwords.prepare_config();
+        context
     }
 
     /// A context with default prepare costs and 1024 requests in flight.
