@@ -157,6 +157,23 @@ pub async fn read_frame<R>(
 where
     R: AsyncRead + Unpin,
 {
+    match read_frame_header(reader, max_frame_bytes).await? {
+        Some(header) => read_frame_payload(reader, header).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads and checks one frame header from `reader` (the first half of [`read_frame`], for a
+/// caller that must account for the payload's size before it is read).
+///
+/// Returns `Ok(None)` on a clean end of stream at a frame boundary.
+pub async fn read_frame_header<R>(
+    reader: &mut R,
+    max_frame_bytes: usize,
+) -> Result<Option<FrameHeader>, FrameError>
+where
+    R: AsyncRead + Unpin,
+{
     let mut header = [0u8; FRAME_HEADER_LEN];
     let mut got = 0;
     while got < FRAME_HEADER_LEN {
@@ -172,7 +189,15 @@ where
         }
         got += n;
     }
-    let header = FrameHeader::parse(header, max_frame_bytes)?;
+    FrameHeader::parse(header, max_frame_bytes).map(Some)
+}
+
+/// Reads the payload announced by `header` and checks its crc32 (the second half of
+/// [`read_frame`]).
+pub async fn read_frame_payload<R>(reader: &mut R, header: FrameHeader) -> Result<Bytes, FrameError>
+where
+    R: AsyncRead + Unpin,
+{
     let len = header.len as usize;
     let mut payload = vec![0u8; len];
     let mut filled = 0;
@@ -187,7 +212,7 @@ where
         filled += n;
     }
     header.verify(&payload)?;
-    Ok(Some(Bytes::from(payload)))
+    Ok(Bytes::from(payload))
 }
 
 /// Writes one frame holding `payload` to `writer` (one `write_all` of header and payload).

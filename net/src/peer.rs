@@ -108,6 +108,11 @@ pub struct PeerTransportConfig {
     pub inbound_capacity: usize,
     /// Capacity of the incoming client request channel.
     pub client_request_capacity: usize,
+    /// Most bytes of client request frames held at once, from the moment a request's header
+    /// announces its size until it is answered (or dropped). A request that would exceed it is
+    /// answered `Unavailable` at once, so clients cannot make a node buffer gigabytes (every
+    /// client connection may carry many streams, each up to `max_client_frame_bytes`).
+    pub max_client_request_bytes: usize,
     /// Most client connections served at once; more are closed at once with a reason.
     pub max_client_connections: usize,
     /// First reconnect delay; doubles per failure up to `reconnect_backoff_max`, with jitter.
@@ -155,6 +160,7 @@ impl PeerTransportConfig {
             max_batch_bytes: 1024 * 1024,
             inbound_capacity: 4096,
             client_request_capacity: 1024,
+            max_client_request_bytes: 128 * 1024 * 1024,
             max_client_connections: 4096,
             reconnect_backoff_min: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(2),
@@ -181,6 +187,14 @@ impl PeerTransportConfig {
         }
         if self.max_client_frame_bytes == 0 || self.max_client_frame_bytes > u32::MAX as usize {
             return fail("max_client_frame_bytes", "must be between 1 and u32::MAX");
+        }
+        if self.max_client_request_bytes < self.max_client_frame_bytes
+            || self.max_client_request_bytes > tokio::sync::Semaphore::MAX_PERMITS
+        {
+            return fail(
+                "max_client_request_bytes",
+                "must hold at least one largest client frame (and be below 2^61)",
+            );
         }
         if self.queue_max_messages == 0 || self.queue_max_bytes < self.max_frame_bytes {
             return fail(
@@ -613,6 +627,9 @@ impl PeerTransport {
             client: ClientContext {
                 requests: client_tx,
                 max_frame_bytes: config.max_client_frame_bytes,
+                request_bytes: Arc::new(tokio::sync::Semaphore::new(
+                    config.max_client_request_bytes,
+                )),
                 stats: stats.clone(),
             },
             config,
@@ -1559,6 +1576,14 @@ mod tests {
         let error = config.validate().unwrap_err();
         assert_eq!(error.field, "keep_alive_interval");
         config.keep_alive_interval = Duration::from_secs(1);
+        config.max_client_request_bytes = config.max_client_frame_bytes - 1;
+        assert_eq!(
+            config.validate().unwrap_err().field,
+            "max_client_request_bytes"
+        );
+        config.max_client_request_bytes = usize::MAX;
+        assert!(config.validate().is_err());
+        config.max_client_request_bytes = config.max_client_frame_bytes;
         config.queue_max_bytes = config.max_frame_bytes - 1;
         assert!(config.validate().is_err());
     }

@@ -6,15 +6,18 @@
 //! the node through a bounded channel. The node answers through the responder, from any task.
 //!
 //! Requests that fail validation are answered here with [`ClientResponse::Rejected`]
-//! ([`codes::MALFORMED`] or [`codes::TOO_LARGE`]); when the node's channel is full the request
-//! is answered [`ClientResponse::Unavailable`] at once rather than queued without bound.
+//! ([`codes::MALFORMED`] or [`codes::TOO_LARGE`]); when the node's channel is full, or the
+//! request's bytes would exceed what the node holds at once
+//! ([`crate::PeerTransportConfig::max_client_request_bytes`], counted from the frame header
+//! until the request is answered), the request is answered [`ClientResponse::Unavailable`] at
+//! once rather than queued without bound.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{debug, warn};
 
 use crate::frame::{self, FrameError};
@@ -41,6 +44,9 @@ pub struct IncomingRequest {
 pub struct Responder {
     send: quinn::SendStream,
     max_frame_bytes: usize,
+    /// The request's share of [`crate::PeerTransportConfig::max_client_request_bytes`],
+    /// returned when the responder goes (answered or dropped).
+    _request_bytes: Option<OwnedSemaphorePermit>,
 }
 
 /// Why a response could not be sent.
@@ -91,6 +97,8 @@ impl Responder {
 pub(crate) struct ClientContext {
     pub(crate) requests: mpsc::Sender<IncomingRequest>,
     pub(crate) max_frame_bytes: usize,
+    /// Bytes of request frames held at once (one permit per byte).
+    pub(crate) request_bytes: Arc<Semaphore>,
     pub(crate) stats: Arc<Stats>,
 }
 
@@ -118,13 +126,14 @@ async fn handle_request_stream(
     send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let responder = Responder {
+    let mut responder = Responder {
         send,
         max_frame_bytes: ctx.max_frame_bytes,
+        _request_bytes: None,
     };
     let read = tokio::time::timeout(
         REQUEST_READ_TIMEOUT,
-        frame::read_frame(&mut recv, ctx.max_frame_bytes),
+        read_request(&ctx, &mut recv, &mut responder),
     )
     .await;
     let refusal = match read {
@@ -136,8 +145,26 @@ async fn handle_request_stream(
             debug!(%remote, "client stream finished without a request");
             return;
         }
-        Ok(Err(error @ FrameError::TooLarge { .. })) => Some((codes::TOO_LARGE, error.to_string())),
-        Ok(Err(error)) => Some((codes::MALFORMED, error.to_string())),
+        Ok(Err(RequestRead::OverBudget { len })) => {
+            ctx.stats
+                .client_requests_shed
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(%remote, len, "shedding a client request: request bytes budget spent");
+            let _ = recv.stop(quinn::VarInt::from_u32(codes::TOO_LARGE));
+            answer(
+                responder,
+                remote,
+                ClientResponse::Unavailable(
+                    "node overloaded: too many request bytes in flight".into(),
+                ),
+            )
+            .await;
+            return;
+        }
+        Ok(Err(RequestRead::Frame(error @ FrameError::TooLarge { .. }))) => {
+            Some((codes::TOO_LARGE, error.to_string()))
+        }
+        Ok(Err(RequestRead::Frame(error))) => Some((codes::MALFORMED, error.to_string())),
         Ok(Ok(Some(payload))) => match ClientRequest::from_bytes(&payload) {
             Ok(request) => {
                 let incoming = IncomingRequest {
@@ -186,6 +213,39 @@ async fn handle_request_stream(
         )
         .await;
     }
+}
+
+/// Why a request frame was not read.
+enum RequestRead {
+    /// The frame is bad (too large, cut short, corrupt).
+    Frame(FrameError),
+    /// Holding the request would exceed the bytes budget.
+    OverBudget { len: u32 },
+}
+
+/// Reads one request frame, taking its size from the bytes budget (kept in `responder`)
+/// before reading the payload.
+async fn read_request(
+    ctx: &ClientContext,
+    recv: &mut quinn::RecvStream,
+    responder: &mut Responder,
+) -> Result<Option<bytes::Bytes>, RequestRead> {
+    let Some(header) = frame::read_frame_header(recv, ctx.max_frame_bytes)
+        .await
+        .map_err(RequestRead::Frame)?
+    else {
+        return Ok(None);
+    };
+    let permit = ctx
+        .request_bytes
+        .clone()
+        .try_acquire_many_owned(header.len)
+        .map_err(|_| RequestRead::OverBudget { len: header.len })?;
+    responder._request_bytes = Some(permit);
+    frame::read_frame_payload(recv, header)
+        .await
+        .map(Some)
+        .map_err(RequestRead::Frame)
 }
 
 async fn answer(responder: Responder, remote: SocketAddr, response: ClientResponse) {

@@ -569,3 +569,75 @@ async fn an_oversized_answer_is_refused_once_not_retried() {
     client.close().await;
     node.shutdown().await;
 }
+
+/// Client requests held by a node (read, queued or being answered) are bounded in bytes, not
+/// only in number: past the budget a request is answered `Unavailable` at once, and the budget
+/// comes back when a request is answered.
+#[tokio::test]
+async fn request_bytes_held_by_a_node_are_bounded() {
+    init_tracing();
+    let ca = ClusterCa::generate("request-bytes").unwrap();
+    let mut config = fast_config(1, node_identity(&ca, 1), loopback());
+    config.max_client_frame_bytes = 4096;
+    config.max_client_request_bytes = 4096;
+    let (node, mut channels) = PeerTransport::bind(config).await.unwrap();
+    let addr = node.local_addr().unwrap();
+    let client = Arc::new(Client::new(&client_identity(&ca), options(vec![addr])).unwrap());
+    let request = |seq, len| ClientRequest {
+        client_id: 5,
+        seq,
+        attempt: 0,
+        kind: RequestKind::Write,
+        body: vec![1; len],
+    };
+    // A 3 KiB request, held by the node without an answer.
+    let first = tokio::spawn({
+        let client = client.clone();
+        let request = request(1, 3000);
+        async move { client.send_once(addr, &request).await }
+    });
+    let held = tokio::time::timeout(WAIT, channels.client_requests.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    // Another 3 KiB would exceed the 4 KiB budget: shed at once.
+    let second = tokio::time::timeout(WAIT, client.send_once(addr, &request(2, 3000)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&second, ClientResponse::Unavailable(m) if m.contains("request bytes")),
+        "{second:?}"
+    );
+    assert!(channels.client_requests.try_recv().is_err());
+    // Once the first is answered, its bytes are free again.
+    held.responder
+        .respond(&ClientResponse::Ok(Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.await.unwrap().unwrap(),
+        ClientResponse::Ok(Vec::new())
+    );
+    let third = tokio::spawn({
+        let client = client.clone();
+        let request = request(3, 3000);
+        async move { client.send_once(addr, &request).await }
+    });
+    let incoming = tokio::time::timeout(WAIT, channels.client_requests.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(incoming.request.seq, 3);
+    incoming
+        .responder
+        .respond(&ClientResponse::Ok(Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(
+        third.await.unwrap().unwrap(),
+        ClientResponse::Ok(Vec::new())
+    );
+    client.close().await;
+    node.shutdown().await;
+}
