@@ -65,10 +65,10 @@
 //! like those of `shoal chaos` (20 clients, 100 to 300 operations per key, 5–15%
 //! indeterminate, stalls, unique written values) the rules keep it near linear: the worst key
 //! of 100 such runs of 10,000 operations took under 8,000 steps, and a run checks in about
-//! 10–20 ms in a release build, 80 ms in a debug build. A single key of 5,000 operations from
-//! 10 clients takes up to about 160,000 steps. Its tests compare it with an exhaustive
+//! 25 ms in a release build, 110 ms in a debug build. A single key of 5,000 operations from
+//! 10 clients takes up to about 160,000 steps (15 ms). Its tests compare it with an exhaustive
 //! search on thousands of small arbitrary histories (repeated and unique values, mismatches,
-//! indeterminate and failed operations); 700,000 were compared while it was developed.
+//! indeterminate and failed operations); 300,000 were compared during development.
 //!
 //! Every key's search is bounded by [`CheckConfig::max_steps_per_key`], a count of search
 //! steps (not wall-clock time, so verdicts are deterministic; a step is roughly 50 ns in a
