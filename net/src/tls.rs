@@ -45,6 +45,16 @@ pub fn node_server_name(node_id: u64) -> String {
     format!("node-{node_id}")
 }
 
+/// Whether `host` is a name the certificates use as an identity: `node-<digits>` or `client`
+/// (compared ignoring ASCII case, as DNS names are).
+fn is_reserved_name(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    host == CLIENT_COMMON_NAME
+        || host
+            .strip_prefix("node-")
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// What went wrong while making, loading or using TLS material.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -235,6 +245,16 @@ impl ClusterCa {
         let what = format!("certificate of node {node_id}");
         let mut names = vec![node_server_name(node_id), NODE_SERVER_NAME.to_owned()];
         for host in hosts {
+            // Peer identity is the name `node-<id>`: a host that is another node's name (or
+            // the clients' name) would let this node pass as that node.
+            if is_reserved_name(host) {
+                return Err(TlsError::NotNodeCertificate {
+                    node_id,
+                    message: format!(
+                        "host {host:?} is reserved for node identities and client certificates"
+                    ),
+                });
+            }
             if !names.contains(host) {
                 names.push(host.clone());
             }
@@ -503,6 +523,29 @@ mod tests {
         assert!(verify_node_certificate(&node_identity.cert_chain()[0], 4).is_err());
         assert!(verify_node_certificate(&client_identity.cert_chain()[0], 3).is_err());
         assert!(!format!("{node:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn a_node_certificate_cannot_carry_another_identity() {
+        let ca = ClusterCa::generate("names").unwrap();
+        for host in ["node-2", "NODE-2", "node-1", "client", "Client"] {
+            let err = ca.issue_node_cert(1, &[host.to_owned()]).unwrap_err();
+            assert!(err.to_string().contains("reserved"), "{host}: {err}");
+        }
+        // Ordinary host names and addresses, and the shared node name, are fine.
+        let issued = ca
+            .issue_node_cert(
+                1,
+                &[
+                    "node-a.example".into(),
+                    "127.0.0.1".into(),
+                    NODE_SERVER_NAME.into(),
+                ],
+            )
+            .unwrap();
+        let identity = TlsIdentity::from_issued(ca.cert_pem(), &issued).unwrap();
+        verify_node_certificate(&identity.cert_chain()[0], 1).unwrap();
+        assert!(verify_node_certificate(&identity.cert_chain()[0], 2).is_err());
     }
 
     #[test]
