@@ -9,6 +9,8 @@
 //! - [`api`]: the request bodies the CLI sends and nodes answer (rkyv, validated on decode).
 //! - [`server`]: the node-side request handler over the [`server::NodeApi`] seam, and
 //!   [`server::memory::MemoryNode`], a Raft-less node for tests.
+//! - [`node`]: the running node (`shoal node`): the QUIC transport adapter, the
+//!   [`server::NodeApi`] over the engine driver, pid file and signals.
 //! - [`cli`]: argument definitions ([`cli::Cli`]), dispatch, and the error type that maps to
 //!   the exit codes of SPEC §3; one module per command group.
 //!   - [`cli::wal`]: `shoal wal dump` and `shoal wal check` (offline log inspection).
@@ -19,4 +21,5 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod layout;
+pub mod node;
 pub mod server;

@@ -9,9 +9,11 @@ pub mod admin;
 pub mod bench_wal;
 pub mod chat;
 pub mod client;
+pub mod cluster;
 pub mod error;
 pub mod init;
 pub mod kv;
+pub mod node;
 pub mod output;
 pub mod shop;
 pub mod status;
@@ -161,6 +163,14 @@ pub enum Command {
         #[command(subcommand)]
         command: chat::ChatCommand,
     },
+    /// Runs one node in the foreground until SIGINT/SIGTERM.
+    Node(node::NodeArgs),
+    /// A local cluster of node processes: `up` (with a prompt, or --detach) and `down`.
+    Cluster {
+        /// Up or down.
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
 }
 
 /// `shoal wal ...`
@@ -244,6 +254,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Checkout => shop::checkout(&cli.global),
         Command::Orders(args) => shop::orders(&cli.global, &args),
         Command::Chat { command } => chat::run(&cli.global, &command),
+        Command::Node(args) => node::run(&cli.global, &args),
+        Command::Cluster { command } => cluster::run(&cli.global, &command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
