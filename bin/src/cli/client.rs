@@ -219,9 +219,11 @@ impl Connection {
                     let Some(addr) = socket else {
                         return Err(CliError::unavailable(format!("cannot resolve {address}")));
                     };
+                    // Admin requests are not proposed: anonymous (client id 0), so they take
+                    // no sequence number of the client's lanes and can run side by side.
                     let request = ClientRequest {
-                        client_id: client.client_id(),
-                        seq: client.next_seq(),
+                        client_id: 0,
+                        seq: 0,
                         attempt: 0,
                         kind: RequestKind::Admin,
                         body,
