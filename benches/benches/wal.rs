@@ -88,7 +88,9 @@ impl Raw {
 
 fn append(c: &mut Criterion) {
     let root = bench_root();
-    let mut raw = Raw::new(root.path(), 64 << 20, 256 * 4096);
+    // Everything is set up lazily inside the routines, so a filter that skips a benchmark
+    // also skips its setup (a zero-filled file or log of tens of MiB each).
+    let mut raw: Option<Raw> = None;
     let mut group = c.benchmark_group("wal_append");
     group
         .sample_size(10)
@@ -98,16 +100,20 @@ fn append(c: &mut Criterion) {
         for batch in [1u64, 16, 256] {
             group.throughput(Throughput::Elements(batch));
             let name = format!("{label}/batch{batch}");
-            // The WAL and the raw baseline alternate, so drift in the disk hits both.
             let wal_dir = root.path().join(format!("wal-{label}-{batch}"));
-            let wal = Wal::open(WalOptions::new(&wal_dir))
-                .unwrap_or_else(|e| panic!("opening the wal: {e}"));
-            wal.wait_until_preallocated();
+            let mut wal: Option<Wal> = None;
             // Besides criterion's own raw run below, each WAL batch is followed by one raw
             // batch, so the printed ratio compares the two under the same disk conditions.
             let (mut wal_total, mut raw_total, mut batches) =
                 (Duration::ZERO, Duration::ZERO, 0u64);
             group.bench_function(BenchmarkId::new("wal", &name), |b| {
+                let wal = wal.get_or_insert_with(|| {
+                    let wal = Wal::open(WalOptions::new(&wal_dir))
+                        .unwrap_or_else(|e| panic!("opening the wal: {e}"));
+                    wal.wait_until_preallocated();
+                    wal
+                });
+                let raw = raw.get_or_insert_with(|| Raw::new(root.path(), 64 << 20, 256 * 4096));
                 b.iter_custom(|iters| {
                     let mut elapsed = Duration::ZERO;
                     for _ in 0..iters {
@@ -125,25 +131,28 @@ fn append(c: &mut Criterion) {
                     elapsed
                 });
             });
-            let records = (batches * batch) as f64;
-            let wal_rate = records / wal_total.as_secs_f64().max(1e-9);
-            let raw_rate = records / raw_total.as_secs_f64().max(1e-9);
-            eprintln!(
-                "  {name} interleaved: wal {wal_rate:.0} records/s ({:.2} MB/s), raw {raw_rate:.0} records/s ({:.2} MB/s), ratio {:.3}",
-                wal_rate * record_bytes as f64 / 1e6,
-                raw_rate * record_bytes as f64 / 1e6,
-                wal_rate / raw_rate
-            );
             group.bench_function(BenchmarkId::new("raw", &name), |b| {
+                let raw = raw.get_or_insert_with(|| Raw::new(root.path(), 64 << 20, 256 * 4096));
                 b.iter(|| raw.write_batch(batch as usize * record_bytes));
             });
-            let stats = wal.stats();
-            eprintln!(
-                "  {name}: {} entries in {} syncs, {} rolls, {} spare misses",
-                stats.entries_appended, stats.syncs, stats.segment_rolls, stats.spare_misses
-            );
-            drop(wal);
-            let _ = std::fs::remove_dir_all(&wal_dir);
+            if let Some(wal) = wal.take() {
+                let records = (batches * batch) as f64;
+                let wal_rate = records / wal_total.as_secs_f64().max(1e-9);
+                let raw_rate = records / raw_total.as_secs_f64().max(1e-9);
+                let stats = wal.stats();
+                eprintln!(
+                    "  {name} interleaved: wal {wal_rate:.0} records/s ({:.2} MB/s), raw {raw_rate:.0} records/s ({:.2} MB/s), ratio {:.3}; {} entries in {} syncs, {} rolls, {} spare misses",
+                    wal_rate * record_bytes as f64 / 1e6,
+                    raw_rate * record_bytes as f64 / 1e6,
+                    wal_rate / raw_rate,
+                    stats.entries_appended,
+                    stats.syncs,
+                    stats.segment_rolls,
+                    stats.spare_misses
+                );
+                drop(wal);
+                let _ = std::fs::remove_dir_all(&wal_dir);
+            }
         }
     }
     group.finish();
@@ -168,24 +177,12 @@ fn recovery(c: &mut Criterion) {
         let dir = root.path().join(label);
         let mut options = WalOptions::new(&dir);
         options.preallocate_in_background = false;
-        {
-            let wal = Wal::open(options.clone()).unwrap_or_else(|e| panic!("open: {e}"));
-            let per_batch = ((4 << 20) / record_bytes).max(1) as u64;
-            let records = bytes / (record_bytes as u64 + 40);
-            let mut next = 1;
-            while next <= records {
-                let count = per_batch.min(records - next + 1);
-                wal.append_batch(entries(next, count, record_bytes))
-                    .unwrap_or_else(|e| panic!("append: {e}"));
-                next += count;
-            }
-            eprintln!(
-                "  recovery log {label}: {} records of {record_bytes} B, {} segments",
-                records,
-                wal.stats().segments
-            );
-        }
+        let mut built = false;
         group.bench_function(BenchmarkId::new("open", label), |b| {
+            if !built {
+                build_log(&options, bytes, record_bytes, label);
+                built = true;
+            }
             b.iter(|| {
                 let wal = Wal::open(options.clone()).unwrap_or_else(|e| panic!("open: {e}"));
                 std::hint::black_box(wal.last_index());
@@ -194,6 +191,24 @@ fn recovery(c: &mut Criterion) {
         let _ = std::fs::remove_dir_all(&dir);
     }
     group.finish();
+}
+
+/// Appends about `bytes` of records of `record_bytes` (not timed).
+fn build_log(options: &WalOptions, bytes: u64, record_bytes: usize, label: &str) {
+    let wal = Wal::open(options.clone()).unwrap_or_else(|e| panic!("open: {e}"));
+    let per_batch = ((4 << 20) / record_bytes).max(1) as u64;
+    let records = bytes / (record_bytes as u64 + 40);
+    let mut next = 1;
+    while next <= records {
+        let count = per_batch.min(records - next + 1);
+        wal.append_batch(entries(next, count, record_bytes))
+            .unwrap_or_else(|e| panic!("append: {e}"));
+        next += count;
+    }
+    eprintln!(
+        "  recovery log {label}: {records} records of {record_bytes} B, {} segments",
+        wal.stats().segments
+    );
 }
 
 criterion_group!(benches, append, recovery);
