@@ -50,6 +50,44 @@ pub fn run_all<H: Harness>(mut new: impl FnMut() -> H) {
     compact_past_the_end(&mut new());
     hard_state(&mut new());
     many_entries_survive_reopen(&mut new());
+    bounded_reads(&mut new());
+}
+
+/// `entries_up_to` returns a non-empty prefix that respects the byte budget roughly.
+pub fn bounded_reads<H: Harness>(h: &mut H) {
+    let all: Vec<Entry> = (1..=50u64)
+        .map(|index| Entry {
+            index,
+            term: 1,
+            kind: EntryKind::Normal,
+            data: vec![index as u8; 1000],
+        })
+        .collect();
+    h.store().append(&all).unwrap();
+    h.reopen();
+    let s = h.store();
+    assert_eq!(
+        s.entries_up_to(5, 51, usize::MAX).unwrap(),
+        all[4..].to_vec()
+    );
+    assert_eq!(s.entries_up_to(5, 51, 0).unwrap(), all[4..5].to_vec());
+    let some = s.entries_up_to(5, 51, 10_000).unwrap();
+    assert!(
+        !some.is_empty() && some.len() <= 10,
+        "{} entries",
+        some.len()
+    );
+    assert_eq!(some, all[4..4 + some.len()].to_vec());
+    assert_eq!(s.entries_up_to(7, 7, 0).unwrap(), vec![]);
+    assert!(matches!(
+        s.entries_up_to(5, 60, 100),
+        Err(Error::Invalid(_))
+    ));
+    s.compact(10, 1).unwrap();
+    assert!(matches!(
+        s.entries_up_to(5, 20, 100),
+        Err(Error::Compacted { .. })
+    ));
 }
 
 /// A fresh store is empty at index 0.

@@ -39,6 +39,26 @@ pub trait LogStore {
     /// `hi > last_index() + 1` or `lo > hi`.
     fn entries(&self, lo: u64, hi: u64) -> Result<Vec<Entry>>;
 
+    /// A prefix of the entries in `lo..hi`: as many as fit in about `max_bytes` (counted by
+    /// [`Entry::size_hint`], or by the stored size where a store knows it), and always at
+    /// least one when `lo < hi`: what a leader sends in one AppendEntries. Errors as
+    /// [`LogStore::entries`].
+    fn entries_up_to(&self, lo: u64, hi: u64, max_bytes: usize) -> Result<Vec<Entry>> {
+        let mut entries = self.entries(lo, hi)?;
+        let mut total = 0usize;
+        let keep = entries
+            .iter()
+            .position(|entry| {
+                total += entry.size_hint();
+                total > max_bytes
+            })
+            .unwrap_or(entries.len())
+            .max(1)
+            .min(entries.len());
+        entries.truncate(keep);
+        Ok(entries)
+    }
+
     /// Appends `entries` (contiguous, ascending, first index at most `last_index() + 1` and
     /// above the snapshot point). When the first index is at or below `last_index()`, every
     /// held entry from that index on is discarded first (a Raft conflict). Durable on return.

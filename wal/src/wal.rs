@@ -1247,7 +1247,7 @@ impl Shared {
         }
     }
 
-    fn entries(&self, lo: u64, hi: u64) -> Result<Vec<Entry>> {
+    fn entries(&self, lo: u64, hi: u64, max_bytes: usize) -> Result<Vec<Entry>> {
         struct Chunk {
             path: PathBuf,
             file: Arc<File>,
@@ -1271,24 +1271,43 @@ impl Shared {
             if lo == hi {
                 return Ok(Vec::new());
             }
-            for segment in &state.segments {
+            // Frame lengths bound the bytes to read; the first entry is always taken.
+            let mut budget = max_bytes;
+            let mut taken = 0u64;
+            'segments: for segment in &state.segments {
                 let seg_lo = segment.first_index.max(lo);
                 let seg_hi = segment.next_index().min(hi);
                 if seg_lo >= seg_hi {
                     continue;
                 }
                 let from = (seg_lo - segment.first_index) as usize;
-                let to = (seg_hi - segment.first_index) as usize;
-                chunks.push(Chunk {
-                    path: segment.path.clone(),
-                    file: Arc::clone(&segment.file),
-                    seed: segment.seed,
-                    first_wanted: seg_lo,
-                    locs: segment.locs[from..to].to_vec(),
-                });
+                let mut to = (seg_hi - segment.first_index) as usize;
+                let mut stop = false;
+                for (position, loc) in segment.locs[from..to].iter().enumerate() {
+                    let cost = loc.len as usize;
+                    if taken > 0 && cost > budget {
+                        to = from + position;
+                        stop = true;
+                        break;
+                    }
+                    budget = budget.saturating_sub(cost);
+                    taken += 1;
+                }
+                if to > from {
+                    chunks.push(Chunk {
+                        path: segment.path.clone(),
+                        file: Arc::clone(&segment.file),
+                        seed: segment.seed,
+                        first_wanted: seg_lo,
+                        locs: segment.locs[from..to].to_vec(),
+                    });
+                }
+                if stop {
+                    break 'segments;
+                }
             }
         }
-        let mut entries = Vec::with_capacity((hi - lo) as usize);
+        let mut entries = Vec::with_capacity(chunks.iter().map(|c| c.locs.len()).sum());
         let mut buf = AlignedVec::<16>::new();
         for chunk in chunks {
             let (Some(first), Some(last)) = (chunk.locs.first(), chunk.locs.last()) else {
@@ -1327,7 +1346,8 @@ impl Shared {
                 }
             }
         }
-        debug_assert_eq!(entries.len() as u64, hi - lo);
+        debug_assert!(entries.len() as u64 <= hi - lo);
+        debug_assert!(max_bytes < usize::MAX || entries.len() as u64 == hi - lo);
         Ok(entries)
     }
 }
@@ -1440,7 +1460,12 @@ impl LogStore for Wal {
     }
 
     fn entries(&self, lo: u64, hi: u64) -> Result<Vec<Entry>> {
-        self.inner.shared.entries(lo, hi)
+        self.inner.shared.entries(lo, hi, usize::MAX)
+    }
+
+    /// Reads only the frames that fit: the budget counts on-disk frame bytes.
+    fn entries_up_to(&self, lo: u64, hi: u64, max_bytes: usize) -> Result<Vec<Entry>> {
+        self.inner.shared.entries(lo, hi, max_bytes)
     }
 
     fn append(&mut self, entries: &[Entry]) -> Result<()> {
