@@ -21,6 +21,9 @@ use shoal_wal::{Entry, EntryKind, LogStore, Wal, WalOptions};
 use super::output::Output;
 use super::{CliError, CliResult, GlobalArgs};
 
+/// Largest batch (`--batch` × `--record-bytes`) accepted, in bytes.
+pub const MAX_BATCH_BYTES: u64 = 1 << 30;
+
 /// Arguments of `shoal bench wal`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchWalArgs {
@@ -77,6 +80,12 @@ pub fn run(global: &GlobalArgs, args: &BenchWalArgs) -> CliResult {
                 wal_dir.display()
             )));
         }
+    }
+    if args.batch * args.record_bytes > MAX_BATCH_BYTES {
+        return Err(CliError::invalid(format!(
+            "--batch {} × --record-bytes {} is above the {MAX_BATCH_BYTES}-byte limit of one batch",
+            args.batch, args.record_bytes
+        )));
     }
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| CliError::io(format!("cannot create {}: {e}", args.dir.display())))?;
@@ -190,6 +199,8 @@ struct RawBaseline {
     buffer: Vec<u8>,
     record_bytes: u64,
     offset: u64,
+    /// Size of the preallocated ring.
+    len: u64,
 }
 
 impl RawBaseline {
@@ -202,15 +213,18 @@ impl RawBaseline {
             .truncate(true)
             .open(&path)
             .map_err(|e| CliError::io(format!("raw baseline on {}: {e}", path.display())))?;
-        let baseline = Self {
+        let mut baseline = Self {
             buffer: vec![0x5au8; (args.batch * args.record_bytes) as usize],
             path,
             file,
             record_bytes: args.record_bytes,
             offset: 0,
+            len: 0,
         };
-        // Preallocate with real zeros, as the WAL's segments are.
-        let total = args.records * args.record_bytes;
+        // Preallocate with real zeros, as the WAL's segments are: a ring of at most 256 MiB
+        // (or one batch), rewritten from the start when full.
+        let total = (args.records * args.record_bytes)
+            .min((256 << 20u64).max(args.batch * args.record_bytes));
         let chunk = vec![0u8; 1 << 20];
         let mut written = 0;
         while written < total {
@@ -222,6 +236,7 @@ impl RawBaseline {
             written += n as u64;
         }
         baseline.file.sync_all().map_err(|e| baseline.error(e))?;
+        baseline.len = total;
         Ok(baseline)
     }
 
@@ -234,6 +249,9 @@ impl RawBaseline {
         let start = Instant::now();
         for &batch in batches {
             let bytes = &self.buffer[..(batch * self.record_bytes) as usize];
+            if self.offset + bytes.len() as u64 > self.len {
+                self.offset = 0;
+            }
             self.file
                 .write_all_at(bytes, self.offset)
                 .map_err(|e| self.error(e))?;
