@@ -48,6 +48,10 @@ const LOCK_FILE: &str = "LOCK";
 const SPARE_SUFFIX: &str = ".spare";
 
 /// How to open a [`Wal`].
+///
+/// Disk use up front: a new log writes its first segment and, in the background, one spare
+/// segment, both zero-filled: `2 × segment_bytes` (128 MiB by default). Tests and simulations
+/// that open many logs should use a small `segment_bytes` (say 1 MiB).
 #[derive(Debug, Clone)]
 pub struct WalOptions {
     /// The WAL directory (segments and the meta file). Created when missing.
