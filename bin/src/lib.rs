@@ -15,6 +15,8 @@
 //!   the exit codes of SPEC §3; one module per command group.
 //!   - [`cli::wal`]: `shoal wal dump` and `shoal wal check` (offline log inspection).
 //!   - [`cli::bench_wal`]: `shoal bench wal` (the WAL against this disk's raw limit).
+//!   - [`cli::bench`]: `shoal bench --workload put|get|checkout|mixed` (load against a
+//!     running cluster: throughput, latency percentiles, `--json`, `--plot FILE.svg`).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;

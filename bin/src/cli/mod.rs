@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod bench;
 pub mod bench_wal;
 pub mod chat;
 pub mod client;
@@ -87,11 +88,15 @@ pub enum Command {
         #[command(subcommand)]
         command: WalCommand,
     },
-    /// Benchmarks.
+    /// Load against a running cluster (`--workload ...`), or `bench wal`.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Bench {
-        /// Which benchmark.
+        /// Another benchmark than the cluster load generator.
         #[command(subcommand)]
-        command: BenchCommand,
+        command: Option<BenchCommand>,
+        /// The cluster load generator's flags.
+        #[command(flatten)]
+        load: bench::BenchArgs,
     },
     /// Writes a new cluster directory: cluster.toml, a CA, certificates, one dir per node.
     Init(init::InitArgs),
@@ -232,8 +237,9 @@ pub fn run(cli: Cli) -> ExitCode {
             WalCommand::Dump(args) => wal::dump(&cli.global, &args),
             WalCommand::Check(args) => wal::check(&cli.global, &args),
         },
-        Command::Bench { command } => match command {
-            BenchCommand::Wal(args) => bench_wal::run(&cli.global, &args),
+        Command::Bench { command, load } => match command {
+            Some(BenchCommand::Wal(args)) => bench_wal::run(&cli.global, &args),
+            None => bench::run(&cli.global, &load),
         },
         Command::Init(args) => init::run(&cli.global, &args),
         Command::Status => status::run(&cli.global),
@@ -304,6 +310,26 @@ mod tests {
             ],
             vec!["shoal", "snapshot", "--node", "2", "--consistency", "stale"],
             vec!["shoal", "cart", "--cluster", "127.0.0.1:1,127.0.0.1:2"],
+            vec!["shoal", "bench", "wal", "--dir", "d", "--json"],
+            vec![
+                "shoal",
+                "--json",
+                "bench",
+                "--workload",
+                "put",
+                "--clients",
+                "64",
+            ],
+            vec![
+                "shoal",
+                "bench",
+                "--workload",
+                "mixed",
+                "--plot",
+                "p.svg",
+                "--cluster-dir",
+                "x",
+            ],
         ] {
             let cli = Cli::try_parse_from(&args);
             assert!(cli.is_ok(), "{args:?}: {:?}", cli.err());
