@@ -137,7 +137,7 @@ pub struct WalStats {
     pub spare_misses: u64,
     /// Segments currently held.
     pub segments: u64,
-    /// Bytes of segment files on disk.
+    /// Bytes of segment files on disk, the ready spare included (known without a system call).
     pub disk_bytes: u64,
 }
 
@@ -232,6 +232,8 @@ struct Segment {
     locs: Vec<Loc>,
     /// Where the next frame goes.
     write_end: u64,
+    /// Size of the file on disk (its preallocated size, or more after oversized frames).
+    file_len: u64,
 }
 
 impl Segment {
@@ -408,6 +410,15 @@ impl Wal {
                 .open(&segment_scan.path)
                 .map_err(io_error(&segment_scan.path))?;
             terms.extend(&segment_scan.terms);
+            let repaired = report
+                .torn_tail
+                .as_ref()
+                .is_some_and(|t| t.path == segment_scan.path);
+            let file_len = if repaired {
+                segment_scan.file_len.max(options.segment_bytes)
+            } else {
+                segment_scan.file_len
+            };
             segments.push_back(Segment {
                 first_index: segment_scan.header.first_index,
                 path: segment_scan.path,
@@ -415,6 +426,7 @@ impl Wal {
                 seed: segment_scan.header.seed(),
                 locs: segment_scan.locs,
                 write_end: segment_scan.end_offset,
+                file_len,
             });
         }
         terms.drop_before(meta_now.snapshot_index + 1);
@@ -557,19 +569,14 @@ impl Wal {
     pub fn stats(&self) -> WalStats {
         let shared = &self.inner.shared;
         let counters = &shared.counters;
+        // From what the log knows, without a system call: cheap enough to poll.
         let (segments, mut disk_bytes) = {
             let state = lock(&shared.state);
-            let paths: Vec<PathBuf> = state.segments.iter().map(|s| s.path.clone()).collect();
-            drop(state);
-            let bytes = paths
-                .iter()
-                .filter_map(|p| std::fs::metadata(p).ok())
-                .map(|m| m.len())
-                .sum::<u64>();
-            (paths.len() as u64, bytes)
+            let bytes = state.segments.iter().map(|s| s.file_len).sum::<u64>();
+            (state.segments.len() as u64, bytes)
         };
-        if let Some(spare) = &lock(&shared.spare).ready {
-            disk_bytes += std::fs::metadata(spare).map_or(0, |m| m.len());
+        if lock(&shared.spare).ready.is_some() {
+            disk_bytes += shared.options.segment_bytes;
         }
         WalStats {
             syncs: counters.syncs.load(Ordering::Relaxed),
@@ -1047,6 +1054,7 @@ impl Shared {
             segment.locs.push(loc);
         }
         segment.write_end = write_end;
+        segment.file_len = segment.file_len.max(write_end);
         Ok(())
     }
 
@@ -1415,6 +1423,7 @@ fn create_segment(
             seed: header.seed(),
             locs: Vec::new(),
             write_end: HEADER_BYTES as u64,
+            file_len: options.segment_bytes,
         },
         2,
     ))
