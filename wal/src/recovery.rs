@@ -434,3 +434,29 @@ fn stop_reason(stop: &Stop) -> String {
         Stop::Bad { reason } => reason.clone(),
     }
 }
+
+/// Fault injection for crash tests and `shoal chaos`: tears the last record of the log in the
+/// WAL directory `dir` (of a stopped node) as a crash mid-write would, zeroing the second half
+/// of its frame. Returns the segment and the frame's offset, or `None` when the last segment
+/// holds no record. The next open reports a torn tail there and drops that record.
+pub fn tear_last_record(dir: &Path) -> Result<Option<(PathBuf, u64)>> {
+    let scan = verify_log(dir)?;
+    let Some(last) = scan.segments.last() else {
+        return Ok(None);
+    };
+    let mut frames = Vec::new();
+    scan_segment(&last.path, &mut |record| {
+        frames.push((record.offset, record.frame_len as u64));
+    })?;
+    let Some(&(offset, frame_len)) = frames.last() else {
+        return Ok(None);
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last.path)
+        .map_err(io_error(&last.path))?;
+    let from = offset + frame_len / 2;
+    crate::fsutil::write_zeros(&file, &last.path, from, offset + frame_len - from)?;
+    file.sync_data().map_err(io_error(&last.path))?;
+    Ok(Some((last.path.clone(), offset)))
+}

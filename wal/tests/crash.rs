@@ -178,3 +178,20 @@ fn torn_truncation_marker_and_empty_last_segment() {
     assert_eq!(wal.last_index(), 10);
     assert!(wal.recovery().torn_tail.is_some());
 }
+
+#[test]
+fn tear_last_record_helper() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(options(dir.path(), SEGMENT_BYTES)).unwrap();
+    for index in 1..=20 {
+        wal.append(&[entry_of(index)]).unwrap();
+    }
+    drop(wal);
+    let (path, offset) = shoal_wal::recovery::tear_last_record(dir.path())
+        .unwrap()
+        .unwrap();
+    let wal = Wal::open(options(dir.path(), SEGMENT_BYTES)).unwrap();
+    let torn = wal.recovery().torn_tail.clone().unwrap();
+    assert_eq!((torn.path, torn.offset), (path, offset));
+    assert_eq!(wal.last_index(), 19);
+}
