@@ -30,6 +30,8 @@ fn run_many(run: usize) {
                 total.snapshots_installed += stats.snapshots_installed;
                 total.membership_changes += stats.membership_changes;
                 total.transfers += stats.transfers;
+                total.ticks += stats.ticks;
+                total.max_term = total.max_term.max(stats.max_term);
             }
             Err(e) => panic!("simulation failed ({nodes} nodes): {e}\nreplay: SHOAL_SEED={seed}"),
         }

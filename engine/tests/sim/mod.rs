@@ -248,6 +248,8 @@ pub struct Sim {
     pending_change: Option<u64>,
     trace: bool,
     crash_soon: Vec<NodeId>,
+    /// Crashes at the end of this tick that keep what the node already sent.
+    crash_after_send: Vec<NodeId>,
     crash_later: Vec<(u64, NodeId)>,
 }
 
@@ -358,6 +360,7 @@ impl Sim {
             pending_change: None,
             trace: std::env::var("SHOAL_SIM_TRACE").is_ok(),
             crash_soon: Vec::new(),
+            crash_after_send: Vec::new(),
             crash_later: Vec::new(),
         };
         let ids: Vec<NodeId> = sim.nodes.keys().copied().collect();
@@ -566,7 +569,8 @@ impl Sim {
                     )
                 });
             if granted && self.faulty && self.rng.random_bool(self.faults.crash_after_vote) {
-                self.crash_soon.push(id);
+                // The answer is on the wire; the node dies before its disk write completes.
+                self.crash_after_send.push(id);
             }
             for m in rd.messages {
                 self.send(m);
@@ -1485,7 +1489,11 @@ impl Sim {
                 self.net.retain(|(_, _, m)| m.from != id);
                 self.crash(id);
             }
+            for id in std::mem::take(&mut self.crash_after_send) {
+                self.crash(id);
+            }
         }
+        self.crash_after_send.clear();
         Ok(())
     }
 
