@@ -158,3 +158,482 @@ fn acknowledged_writes_survive_a_full_restart() {
         assert!(text.contains(key), "{key} missing from the scan: {text}");
     }
 }
+
+/// Issue 4, acceptance 4: five nodes keep serving with two SIGKILLed; with three down a
+/// write fails within 10 s, with exit code 1 and one clear line.
+#[test]
+fn five_nodes_survive_two_failures_and_refuse_writes_without_quorum() {
+    let _serial = serial();
+    let mut cluster = Cluster::init(5, 0, |_| {});
+    cluster.start_all(5);
+    let leader = cluster.wait_for_leader(&[1, 2, 3, 4, 5], Duration::from_secs(10));
+    cluster.put("five", "1", WRITE);
+    // Kill the leader and one follower.
+    let follower = [1, 2, 3, 4, 5]
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
+    cluster.kill(leader);
+    cluster.kill(follower);
+    let alive: Vec<u64> = [1, 2, 3, 4, 5]
+        .into_iter()
+        .filter(|id| *id != leader && *id != follower)
+        .collect();
+    cluster.wait_for_leader(&alive, Duration::from_secs(10));
+    cluster
+        .shoal_on(&alive, &["kv", "put", "three-left", "2"])
+        .ok();
+    let run = cluster
+        .shoal_on(&alive, &["kv", "get", "three-left", "--json"])
+        .ok();
+    assert_eq!(run.json()["value"], "2");
+    // A third failure: no quorum.
+    cluster.kill(alive[0]);
+    let run = cluster.shoal_with_timeout(&["kv", "put", "no-quorum", "3"], Duration::from_secs(20));
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.elapsed <= Duration::from_secs(10),
+        "the write failed only after {:?}",
+        run.elapsed
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "one line: {:?}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{:?}", run.stderr);
+    let lower = run.stderr.to_lowercase();
+    assert!(
+        lower.contains("unavailable") || lower.contains("no leader") || lower.contains("quorum"),
+        "a clear message: {:?}",
+        run.stderr
+    );
+}
+
+/// Issue 4, acceptance 5: a node with certificates from another `shoal init` cannot join or
+/// disrupt (the refusal is logged); a client with the wrong CA gets a TLS error, exit 1.
+#[test]
+fn foreign_certificates_are_refused() {
+    let _serial = serial();
+    let mut cluster = Cluster::init(3, 0, |_| {});
+    cluster.start_all(3);
+    let leader = cluster.wait_for_leader(&[1, 2, 3], Duration::from_secs(10));
+    let term = cluster.status()[&leader]["term"].as_u64().unwrap();
+    cluster.put("mine", "1", WRITE);
+
+    // Another cluster's node 4, pointed at this cluster and believing it votes.
+    let mut other = Cluster::init(4, 0, |_| {});
+    let rogue_dir = other.node_dir(4);
+    let mut members = std::fs::read_to_string(cluster.dir.join("cluster.toml")).unwrap();
+    members.push_str(&format!(
+        "\n[[member]]\nid = 4\naddr = \"{}\"\n",
+        other.addr(4)
+    ));
+    std::fs::write(other.dir.join("cluster.toml"), members).unwrap();
+    std::fs::write(rogue_dir.join("initial-voters"), "1,2,3,4\n").unwrap();
+    other.start(4);
+    wait_until(
+        "a node of the cluster to log the refusal",
+        Duration::from_secs(15),
+        || {
+            let refused = (1..=3).any(|id| {
+                let log = cluster.node_log(id);
+                log.contains("refused incoming connection") || log.contains("refused peer")
+            });
+            if refused {
+                Ok(())
+            } else {
+                Err("no refusal logged yet".into())
+            }
+        },
+    );
+    // The cluster goes on: same leader, same term, writes served.
+    cluster.put("still-mine", "2", WRITE);
+    let rows = cluster.status();
+    assert_eq!(Cluster::leaders(&rows), vec![leader], "{rows:?}");
+    assert_eq!(rows[&leader]["term"].as_u64(), Some(term), "{rows:?}");
+    assert!(
+        other.is_running(4),
+        "the rogue node should not crash either"
+    );
+    let members = cluster.shoal(&["member", "list", "--json"]).ok().json();
+    assert!(!members.to_string().contains("\"id\":4"), "{members}");
+
+    // A client holding the other cluster's CA and certificate.
+    let addrs = (1..=3)
+        .map(|id| cluster.addr(id).to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let run = common::run_shoal(
+        &[
+            "--cluster",
+            &addrs,
+            "--ca",
+            other.dir.join("ca.pem").to_str().unwrap(),
+            "--cert",
+            other.dir.join("client.pem").to_str().unwrap(),
+            "--key",
+            other.dir.join("client-key.pem").to_str().unwrap(),
+            "kv",
+            "get",
+            "mine",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    let lower = run.stderr.to_lowercase();
+    assert!(
+        lower.contains("tls") || lower.contains("certificate"),
+        "a TLS error: {:?}",
+        run.stderr
+    );
+}
+
+/// Issue 4, acceptance 6: add a 4th node (learner, caught up, promoted), remove a node,
+/// transfer leadership; `status` and `member list` show each.
+#[test]
+fn membership_changes_and_leader_transfer_show_in_status() {
+    let _serial = serial();
+    let mut cluster = Cluster::init(3, 1, |_| {});
+    cluster.start_all(3);
+    cluster.wait_for_leader(&[1, 2, 3], Duration::from_secs(10));
+    for i in 0..10 {
+        cluster.put(&format!("m{i}"), "x", WRITE);
+    }
+    let addr4 = cluster.addr(4).to_string();
+    cluster.shoal(&["member", "add", "4", &addr4]).ok();
+    assert!(cluster.node_dir(4).join("node.toml").is_file());
+    // Not started yet: a learner.
+    let members = cluster.shoal(&["member", "list", "--json"]).ok().json();
+    let four = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == 4)
+        .cloned()
+        .unwrap_or_else(|| panic!("node 4 missing: {members}"));
+    assert_eq!(four["voter"], false, "{members}");
+    cluster.start(4);
+    wait_until("node 4 to catch up and be promoted", CATCH_UP, || {
+        let rows = cluster.status();
+        let leaders = Cluster::leaders(&rows);
+        let caught_up = leaders
+            .first()
+            .is_some_and(|l| applied(&rows, 4) >= applied(&rows, *l));
+        let role = rows.get(&4).map(|r| r["role"].clone());
+        if caught_up && role.as_ref().is_some_and(|r| r == "follower") {
+            Ok(())
+        } else {
+            Err(format!("{rows:?}"))
+        }
+    });
+    let members = cluster.shoal(&["member", "list", "--json"]).ok().json();
+    assert!(
+        members["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == 4 && m["voter"] == true),
+        "{members}"
+    );
+    // Remove a follower other than node 4.
+    let leader = Cluster::leaders(&cluster.status())[0];
+    let removed = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+    cluster
+        .shoal(&["member", "remove", &removed.to_string()])
+        .ok();
+    let rows = cluster.status();
+    assert!(!rows.contains_key(&removed), "{rows:?}");
+    let members = cluster.shoal(&["member", "list", "--json"]).ok().json();
+    assert!(
+        !members["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == removed),
+        "{members}"
+    );
+    cluster.kill(removed);
+    // Hand leadership to node 4.
+    let voters: Vec<u64> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|id| *id != removed)
+        .collect();
+    cluster.shoal(&["leader", "transfer", "4"]).ok();
+    wait_until("node 4 to lead", Duration::from_secs(10), || {
+        let rows = cluster.status_of(&voters);
+        if Cluster::leaders(&rows) == vec![4] {
+            Ok(())
+        } else {
+            Err(format!("{rows:?}"))
+        }
+    });
+    cluster.put("after-transfer", "y", WRITE);
+    assert_eq!(cluster.get("m3").as_deref(), Some("x"));
+}
+
+/// Writes `count` kv entries through one in-process client with `concurrency` requests in
+/// flight (the CLI would start a process per write).
+fn write_many(cluster: &Cluster, ids: &[u64], prefix: &str, count: usize, concurrency: usize) {
+    use shoal::api::WriteBody;
+    use shoal_net::{Client, ClientOptions, RequestKind, TlsIdentity};
+    use shoal_shop::Request;
+    use std::sync::Arc;
+
+    let identity = TlsIdentity::from_files(
+        &cluster.dir.join("ca.pem"),
+        &cluster.dir.join("client.pem"),
+        &cluster.dir.join("client-key.pem"),
+    )
+    .unwrap();
+    let addrs = ids.iter().map(|id| cluster.addr(*id)).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = Arc::new(Client::new(&identity, ClientOptions::new(addrs)).unwrap());
+        let mut tasks = Vec::new();
+        for worker in 0..concurrency {
+            let client = client.clone();
+            let prefix = prefix.to_owned();
+            tasks.push(tokio::spawn(async move {
+                for i in (worker..count).step_by(concurrency) {
+                    let body = WriteBody::Shop(Request::KvPut {
+                        key: format!("{prefix}{i:06}").into_bytes(),
+                        value: vec![b'v'; 64],
+                    })
+                    .to_bytes();
+                    client
+                        .request(RequestKind::Write, body)
+                        .await
+                        .unwrap_or_else(|e| panic!("write {i}: {e}"));
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        client.close().await;
+    });
+}
+
+/// Issue 4, acceptance 7: a node stopped while the others write far past a snapshot catches
+/// up through InstallSnapshot when restarted.
+#[test]
+fn a_lagging_node_catches_up_through_a_snapshot() {
+    let _serial = serial();
+    let mut cluster = Cluster::init(3, 0, |node| {
+        node.snapshot.max_log_entries = 300;
+        node.wal.segment_bytes = 64 * 1024;
+        node.wal.max_bytes = 1024 * 1024;
+    });
+    cluster.start_all(3);
+    cluster.wait_for_leader(&[1, 2, 3], Duration::from_secs(10));
+    cluster.put("first", "1", WRITE);
+    assert_eq!(cluster.stop(3), Some(0));
+    let lagging_last = 3u64;
+    write_many(&cluster, &[1, 2], "bulk-", 3000, 32);
+    let rows = cluster.status_of(&[1, 2]);
+    let leader = Cluster::leaders(&rows)[0];
+    let snapshot_index = rows[&leader]["snapshot_index"].as_u64().unwrap();
+    assert!(
+        snapshot_index > 2000,
+        "the leader compacted its log: {rows:?}"
+    );
+    let _ = lagging_last;
+    cluster.start(3);
+    wait_until("node 3 to catch up", CATCH_UP, || {
+        let rows = cluster.status();
+        let leaders = Cluster::leaders(&rows);
+        match (leaders.first(), rows.get(&3)) {
+            (Some(l), Some(row))
+                if applied(&rows, 3) >= applied(&rows, *l)
+                    && row["snapshot_index"].as_u64().unwrap_or(0) > 0 =>
+            {
+                Ok(())
+            }
+            _ => Err(format!("{rows:?}")),
+        }
+    });
+    // Its state machine has the data written while it was down.
+    let run = cluster
+        .shoal_on(
+            &[3],
+            &[
+                "kv",
+                "get",
+                "bulk-002999",
+                "--consistency",
+                "stale",
+                "--json",
+            ],
+        )
+        .ok();
+    assert_eq!(run.json()["value"], "v".repeat(64));
+    assert!(
+        cluster.node_log(3).to_lowercase().contains("snapshot"),
+        "node 3 logs the snapshot it installed"
+    );
+}
+
+/// Issue 4, acceptance 8: random datagrams on a node's UDP port, and malformed or oversized
+/// frames on a valid client connection, neither crash it nor stall the cluster.
+#[test]
+fn garbage_on_the_wire_does_not_hurt() {
+    use rand::{Rng, SeedableRng};
+
+    let _serial = serial();
+    let mut cluster = Cluster::init(3, 0, |_| {});
+    cluster.start_all(3);
+    cluster.wait_for_leader(&[1, 2, 3], Duration::from_secs(10));
+    cluster.put("before", "1", WRITE);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(8);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..3000 {
+        let target = cluster.addr(rng.random_range(1..=3));
+        let len = rng.random_range(0..1500);
+        let mut bytes = vec![0u8; len];
+        rng.fill(&mut bytes[..]);
+        // QUIC long-header initial packets too, not only noise.
+        if len > 0 && rng.random_bool(0.5) {
+            bytes[0] |= 0xc0;
+        }
+        let _ = socket.send_to(&bytes, target);
+    }
+    // Malformed frames on an authenticated client connection.
+    let identity = shoal_net::TlsIdentity::from_files(
+        &cluster.dir.join("ca.pem"),
+        &cluster.dir.join("client.pem"),
+        &cluster.dir.join("client-key.pem"),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use shoal_net::tls;
+        let rustls = tls::client_client_config(&identity).unwrap();
+        let config = tls::quic_client_config(rustls).unwrap();
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(config);
+        let conn = endpoint
+            .connect(cluster.addr(1), tls::NODE_SERVER_NAME)
+            .unwrap()
+            .await
+            .unwrap();
+        let frames: Vec<Vec<u8>> = vec![
+            // Random bytes.
+            (0..200).map(|i| (i * 37 % 251) as u8).collect(),
+            // A length far past the maximum frame.
+            [u32::MAX.to_le_bytes(), 0u32.to_le_bytes()].concat(),
+            [u32::MAX.to_be_bytes(), 0u32.to_be_bytes()].concat(),
+            // A plausible length with a wrong checksum.
+            [
+                16u32.to_le_bytes().to_vec(),
+                7u32.to_le_bytes().to_vec(),
+                vec![1; 16],
+            ]
+            .concat(),
+            // A valid-looking header and a truncated body.
+            [
+                1000u32.to_le_bytes().to_vec(),
+                0u32.to_le_bytes().to_vec(),
+                vec![2; 10],
+            ]
+            .concat(),
+        ];
+        for frame in frames {
+            if let Ok((mut send, mut recv)) = conn.open_bi().await {
+                let _ = send.write_all(&frame).await;
+                let _ = send.finish();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), recv.read_to_end(1 << 20)).await;
+            }
+        }
+        conn.close(0u32.into(), b"done");
+        endpoint.wait_idle().await;
+    });
+    // Every node is alive and the cluster serves.
+    for id in 1..=3 {
+        assert!(cluster.is_running(id), "node {id} crashed");
+    }
+    cluster.put("after", "2", WRITE);
+    assert_eq!(cluster.get("after").as_deref(), Some("2"));
+    let rows = cluster.status();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(Cluster::leaders(&rows).len(), 1, "{rows:?}");
+}
+
+/// `cluster up --detach` starts every node in the background; `cluster down` stops them.
+#[test]
+fn cluster_up_detach_and_down() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let dir_arg = dir.to_str().unwrap();
+    let port = common::free_ports(3).to_string();
+    // Whatever happens, nothing is left running.
+    struct Down(String);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = common::run_shoal(
+                &["--cluster-dir", &self.0, "cluster", "down"],
+                Duration::from_secs(30),
+            );
+        }
+    }
+    let _down = Down(dir_arg.to_owned());
+    let run = common::run_shoal(
+        &[
+            "--cluster-dir",
+            dir_arg,
+            "cluster",
+            "up",
+            "--detach",
+            "--nodes",
+            "3",
+            "--base-port",
+            &port,
+            "--json",
+        ],
+        Duration::from_secs(60),
+    )
+    .ok();
+    let nodes = run.json()["nodes"].as_array().cloned().unwrap();
+    assert_eq!(nodes.len(), 3, "{run:?}");
+    let pids: Vec<i32> = nodes
+        .iter()
+        .map(|n| n["pid"].as_i64().unwrap() as i32)
+        .collect();
+    wait_until("a leader", Duration::from_secs(10), || {
+        let run = common::run_shoal(
+            &["--cluster-dir", dir_arg, "status", "--json"],
+            Duration::from_secs(30),
+        );
+        if run.code == 0 && run.stdout.contains("\"role\":\"leader\"") {
+            Ok(())
+        } else {
+            Err(format!("{run:?}"))
+        }
+    });
+    common::run_shoal(
+        &["--cluster-dir", dir_arg, "kv", "put", "up", "yes"],
+        Duration::from_secs(30),
+    )
+    .ok();
+    let run = common::run_shoal(
+        &["--cluster-dir", dir_arg, "cluster", "down", "--json"],
+        Duration::from_secs(60),
+    )
+    .ok();
+    assert_eq!(run.json()["nodes"].as_array().unwrap().len(), 3, "{run:?}");
+    for pid in pids {
+        assert!(
+            !shoal::node::process::is_node_process(pid),
+            "node pid {pid} still runs"
+        );
+    }
+    for id in 1..=3 {
+        assert!(!dir.join(format!("node-{id}/node.pid")).exists());
+    }
+}

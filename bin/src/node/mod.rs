@@ -18,8 +18,11 @@
 //! - [`raft`]: [`RaftNode`], the request handler's [`crate::server::NodeApi`] over the
 //!   driver's handle.
 //! - [`process`]: pid file and signals.
+//! - [`embed`]: [`embed::QuicNode`] and [`embed::InProcessCluster`]: nodes with the
+//!   embedder's own state machine over QUIC (the `embedded` example).
 //! - [`run_node`]: `shoal node --data-dir DIR`.
 
+pub mod embed;
 pub mod process;
 pub mod raft;
 pub mod transport;
@@ -48,6 +51,9 @@ pub const SHOP_DIR: &str = "shop";
 /// start, while cluster.toml grows with `member add`).
 pub const INITIAL_VOTERS_FILE: &str = "initial-voters";
 
+/// How far (in entries) a learner may lag behind the commit index and still be promoted.
+pub const MAX_PROMOTION_LAG: u64 = 16;
+
 /// Why a node could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeRunError {
@@ -69,6 +75,8 @@ pub fn builder(node: &NodeConfig, data_dir: &Path, voters: &[u64]) -> NodeBuilde
     let timing = &node.timing;
     NodeBuilder::new(node.id, data_dir)
         .voters(voters.iter().copied())
+        // A learner is promoted only once it is within this many entries of the commit index.
+        .raft_config(|raft| raft.max_promotion_lag = MAX_PROMOTION_LAG)
         .tick(Duration::from_millis(timing.tick_ms))
         .heartbeat_interval(Duration::from_millis(timing.heartbeat_ms))
         .election_timeout(

@@ -274,8 +274,23 @@ impl NodeApi for RaftNode {
         // not even be started yet): the client gets its answer now, and `status` shows the
         // node as a learner until it votes.
         let handle = self.inner.handle.clone();
+        let peers = self.inner.peers.clone();
         tokio::spawn(async move {
-            match handle.add_voter(id, PROMOTION_TIMEOUT).await {
+            // The engine judges "caught up" by the learner's match index, which is 0 for a
+            // node that never answered: wait until it is running and connected first.
+            let deadline = tokio::time::Instant::now() + PROMOTION_TIMEOUT;
+            while !peers.is_connected(id) {
+                if tokio::time::Instant::now() >= deadline || !handle.metrics().is_leader() {
+                    warn!(
+                        peer = id,
+                        "learner not promoted: not connected, or leadership lost"
+                    );
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match handle.add_voter(id, left).await {
                 Ok(_) => info!(peer = id, "learner promoted to voter"),
                 Err(error) => warn!(peer = id, %error, "learner not promoted"),
             }

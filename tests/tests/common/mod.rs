@@ -24,34 +24,40 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The `shoal` binary next to this test's target directory, built first (once per test
-/// process, a no-op when it is up to date).
+/// `cargo build -p shoal ARGS` into this test's target directory (a no-op when up to date);
+/// returns `target/<profile>`.
+pub fn cargo_build(args: &[&str]) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory")
+        .to_path_buf();
+    let target_dir = profile_dir
+        .parent()
+        .expect("target directory")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--quiet", "-p", "shoal"])
+        .args(args)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build -p shoal");
+    assert!(status.success(), "cargo build -p shoal {args:?} failed");
+    profile_dir
+}
+
+/// The `shoal` binary of this test's target directory, built first (once per test process).
 pub fn shoal_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> → target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile> directory")
-            .to_path_buf();
-        let target_dir = profile_dir
-            .parent()
-            .expect("target directory")
-            .to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "--quiet", "-p", "shoal", "--bin", "shoal"])
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build -p shoal");
-        assert!(status.success(), "cargo build -p shoal failed");
-        let bin = profile_dir.join("shoal");
+        let bin = cargo_build(&["--bin", "shoal"]).join("shoal");
         assert!(bin.is_file(), "no shoal binary at {}", bin.display());
         bin
     })
@@ -106,11 +112,13 @@ impl Run {
 
 /// Runs `shoal ARGS` with a bound; never hangs.
 pub fn run_shoal(args: &[&str], timeout: Duration) -> Run {
+    // Build (or find) the binary before the clock starts.
+    let bin = shoal_bin();
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let out_path = tmp.path().join("stdout");
     let err_path = tmp.path().join("stderr");
-    let mut child = Command::new(shoal_bin())
+    let mut child = Command::new(bin)
         .args(args)
         .env_remove("SHOAL_DIR")
         .env_remove("SHOAL_TOKEN")
