@@ -85,6 +85,7 @@ pub fn render(data: &PlotData<'_>) -> Result<String, String> {
             .y_desc("latency (ms)")
             .x_labels((max_nines.ceil() as usize) * 2 + 1)
             .x_label_formatter(&|x| percentile_label(*x))
+            .y_label_formatter(&|y| format!("{y:.1}"))
             .draw()
             .map_err(err)?;
         chart
@@ -111,6 +112,9 @@ pub fn render(data: &PlotData<'_>) -> Result<String, String> {
             .configure_mesh()
             .x_desc("second of the measured window")
             .y_desc("ops/s")
+            .x_labels(seconds.min(20) + 1)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(err)?;
         chart
