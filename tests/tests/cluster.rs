@@ -637,3 +637,118 @@ fn cluster_up_detach_and_down() {
         assert!(!dir.join(format!("node-{id}/node.pid")).exists());
     }
 }
+
+/// Issue 4, acceptance 9 (the prompt): `cluster up` initialises a fresh directory, starts the
+/// nodes and answers `list`, `leader`, `kill`, `start` and `exit` on stdin.
+#[test]
+fn cluster_up_prompt_kills_and_restarts_nodes() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let dir_arg = dir.to_str().unwrap().to_owned();
+    let port = common::free_ports(3).to_string();
+    let mut child = Command::new(common::shoal_bin())
+        .args([
+            "--cluster-dir",
+            &dir_arg,
+            "cluster",
+            "up",
+            "--base-port",
+            &port,
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Whatever happens, nothing is left running.
+    struct Guard(std::process::Child, String);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let _ = common::run_shoal(
+                &["--cluster-dir", &self.1, "cluster", "down"],
+                Duration::from_secs(30),
+            );
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut guard = Guard(child, dir_arg.clone());
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut expect = |needle: &str, timeout: Duration| {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if seen.contains(needle) {
+                seen.clear();
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(line) => {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {}
+                Err(_) => panic!("no {needle:?} in the prompt's output: {seen}"),
+            }
+        }
+    };
+    expect("commands: list", Duration::from_secs(30));
+    writeln!(stdin, "list").unwrap();
+    expect("node 3 at", Duration::from_secs(5));
+    let leader = wait_until(
+        "the prompt to name a leader",
+        Duration::from_secs(15),
+        || {
+            writeln!(stdin, "leader").map_err(|e| e.to_string())?;
+            let line = lines
+                .recv_timeout(Duration::from_secs(5))
+                .map_err(|e| e.to_string())?;
+            let id = line
+                .split("node ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|id| id.parse::<u64>().ok());
+            match id {
+                Some(id) if line.contains("is the leader") => Ok(id),
+                _ => Err(line),
+            }
+        },
+    );
+    writeln!(stdin, "kill {leader}").unwrap();
+    expect(&format!("node {leader} killed"), Duration::from_secs(10));
+    common::run_shoal(
+        &["--cluster-dir", &dir_arg, "kv", "put", "prompt", "1"],
+        Duration::from_secs(30),
+    )
+    .ok();
+    writeln!(stdin, "start {leader}").unwrap();
+    expect(&format!("node {leader} started"), Duration::from_secs(20));
+    writeln!(stdin, "exit").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while guard.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "cluster up did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for id in 1..=3 {
+        assert!(
+            !dir.join(format!("node-{id}/node.pid")).exists(),
+            "node {id} still has a pid file after exit"
+        );
+    }
+}
