@@ -551,8 +551,93 @@ fn garbage_on_the_wire_does_not_hurt() {
             }
         }
         conn.close(0u32.into(), b"done");
+
+        // An authenticated peer connection (node 3's certificate, a valid hello) carrying
+        // well-framed garbage, a message forging another sender with a huge term (accepted, it
+        // would depose the leader), one for another node, then a frame with a bad checksum.
+        use shoal_engine::core::{Message, MessageBody};
+        use shoal_net::{codec, frame, peer};
+        let node3 = shoal_net::TlsIdentity::from_files(
+            &cluster.node_dir(3).join("ca.pem"),
+            &cluster.node_dir(3).join("node.pem"),
+            &cluster.node_dir(3).join("node-key.pem"),
+        )
+        .unwrap();
+        let config = tls::quic_client_config(tls::peer_client_config(&node3).unwrap()).unwrap();
+        let conn = endpoint
+            .connect_with(config, cluster.addr(1), &tls::node_server_name(1))
+            .unwrap()
+            .await
+            .unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let hello = codec::encode(&peer::PeerHello {
+            version: peer::PROTOCOL_VERSION,
+            from: 3,
+            to: 1,
+            probe: false,
+        })
+        .unwrap();
+        frame::write_frame(&mut send, &hello, peer::HELLO_MAX_BYTES)
+            .await
+            .unwrap();
+        let _ = send.finish();
+        let ack = frame::read_frame(&mut recv, peer::HELLO_MAX_BYTES)
+            .await
+            .unwrap()
+            .unwrap();
+        let ack: peer::PeerHelloAck = codec::decode(&ack).unwrap();
+        assert!(ack.accepted, "{ack:?}");
+        let vote = |from: u64, to: u64| {
+            Message {
+                from,
+                to,
+                term: 1_000_000,
+                body: MessageBody::RequestVote {
+                    pre_vote: false,
+                    last_index: 1_000_000,
+                    last_term: 1_000_000,
+                    transfer: true,
+                },
+            }
+            .encode()
+            .unwrap()
+            .into_vec()
+        };
+        let mut stream = conn.open_uni().await.unwrap();
+        stream.write_all(&[peer::STREAM_ORDERED]).await.unwrap();
+        let noise: Vec<u8> = (0..300).map(|i| (i * 91 % 253) as u8).collect();
+        for payload in [noise, vote(2, 1), vote(3, 2), Vec::new()] {
+            let framed = frame::frame_bytes(&payload, 1 << 20).unwrap();
+            stream.write_all(&framed).await.unwrap();
+        }
+        stream
+            .write_all(&[64u8, 0, 0, 0, 1, 2, 3, 4])
+            .await
+            .unwrap();
+        stream.write_all(&[9u8; 64]).await.unwrap();
+        let _ = stream.finish();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        conn.close(0u32.into(), b"done");
         endpoint.wait_idle().await;
     });
+    wait_until(
+        "node 1 to log the forged sender",
+        Duration::from_secs(10),
+        || {
+            let log = cluster.node_log(1);
+            if log.contains("claiming another sender") {
+                Ok(())
+            } else {
+                Err("not logged yet".into())
+            }
+        },
+    );
+    let rows = cluster.status();
+    assert!(
+        rows.values()
+            .all(|r| r["term"].as_u64().unwrap_or(0) < 1_000_000),
+        "a forged message changed a term: {rows:?}"
+    );
     // Every node is alive and the cluster serves.
     for id in 1..=3 {
         assert!(cluster.is_running(id), "node {id} crashed");
