@@ -118,6 +118,9 @@ pub struct BenchArgs {
     /// Writes an SVG of the latency distribution and the throughput of each second.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Threads of the benchmark's own runtime (1: a single-threaded runtime).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub threads: u32,
 }
 
 fn read_consistency(consistency: Consistency) -> ReadConsistency {
@@ -188,7 +191,14 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> CliResult {
     }
     let identity = identity(global)?;
     shoal_net::ensure_crypto_provider();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(args.threads as usize);
+        builder
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .map_err(|e| CliError::io(format!("cannot start the async runtime: {e}")))?;
