@@ -1,34 +1,22 @@
 //! Three nodes in one process, over QUIC with mutual TLS on 127.0.0.1, replicating a bank
-//! ledger of our own. Durability (WAL, group commit), snapshots and log compaction come with
-//! the engine: the state machine only says how to apply, answer, snapshot and restore.
+//! ledger of our own. Durability (WAL, group commit), snapshots, log compaction and catch-up
+//! come with the engine: the state machine says how to apply, answer, snapshot and restore.
 //!
 //! `cargo run --example embedded`
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::time::Duration;
 
-use shoal::node::embed::InProcessCluster;
+use shoal::node::embed::{BytesImage, InProcessCluster};
 use shoal_engine::driver::Consistency;
 use shoal_engine::{Command, SnapshotImage, StateMachine};
 
-/// Balances by account; `applied` is the last log index folded in.
+/// Balances by account, and the last log index folded in.
 #[derive(Default)]
 struct Ledger {
     balances: BTreeMap<String, i64>,
     applied: u64,
-}
-
-/// A snapshot: one `account balance` line per account.
-struct Image(Vec<u8>, u64);
-
-impl SnapshotImage for Image {
-    fn applied_index(&self) -> u64 {
-        self.1
-    }
-    fn write_to(self: Box<Self>, out: &mut dyn Write) -> std::io::Result<()> {
-        out.write_all(&self.0)
-    }
 }
 
 impl StateMachine for Ledger {
@@ -53,14 +41,8 @@ impl StateMachine for Ledger {
     }
 
     fn query(&self, account: &[u8]) -> Result<Vec<u8>, Self::Error> {
-        let account = String::from_utf8_lossy(account);
-        Ok(self
-            .balances
-            .get(&*account)
-            .copied()
-            .unwrap_or(0)
-            .to_string()
-            .into_bytes())
+        let balance = self.balances.get(&*String::from_utf8_lossy(account));
+        Ok(balance.copied().unwrap_or(0).to_string().into_bytes())
     }
 
     fn snapshot(&mut self) -> Result<Box<dyn SnapshotImage>, Self::Error> {
@@ -69,15 +51,14 @@ impl StateMachine for Ledger {
             .iter()
             .map(|(a, b)| format!("{a} {b}\n"))
             .collect();
-        Ok(Box::new(Image(lines.into_bytes(), self.applied)))
+        Ok(Box::new(BytesImage::new(self.applied, lines)))
     }
 
     fn restore(&mut self, index: u64, input: &mut dyn Read) -> Result<(), Self::Error> {
         let mut text = String::new();
         input.read_to_string(&mut text)?;
-        self.balances = text
-            .lines()
-            .filter_map(|line| line.split_once(' '))
+        let lines = text.lines().filter_map(|line| line.split_once(' '));
+        self.balances = lines
             .map(|(a, b)| (a.to_owned(), b.parse().unwrap_or(0)))
             .collect();
         self.applied = index;
@@ -98,7 +79,8 @@ async fn main() -> anyhow::Result<()> {
             String::from_utf8_lossy(&balance)
         );
     }
-    // A linearizable read on any node (followers ask the leader for a read index).
+    println!("snapshot taken at index {}", leader.snapshot().await?);
+    // Linearizable reads on every node (followers ask the leader for a read index).
     for node in cluster.nodes() {
         let alice = node
             .read(b"alice".to_vec(), Consistency::Linearizable)

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_engine::StateMachine;
 use shoal_engine::driver::{NodeBuilder, NodeHandle};
+use shoal_engine::{SnapshotImage, StateMachine};
 use shoal_net::{ClusterCa, PeerTransport, PeerTransportConfig, TlsIdentity};
 
 use super::transport::{QuicTransport, pump_inbound};
@@ -31,6 +31,34 @@ pub enum EmbedError {
     /// The address could not be read.
     #[error("address: {0}")]
     Address(String),
+}
+
+/// A snapshot image already in memory: enough for state machines whose state is small (the
+/// engine writes it to a file and streams it to lagging peers in chunks).
+#[derive(Debug, Clone)]
+pub struct BytesImage {
+    applied_index: u64,
+    bytes: Vec<u8>,
+}
+
+impl BytesImage {
+    /// The image of the state at `applied_index`.
+    pub fn new(applied_index: u64, bytes: impl Into<Vec<u8>>) -> Self {
+        Self {
+            applied_index,
+            bytes: bytes.into(),
+        }
+    }
+}
+
+impl SnapshotImage for BytesImage {
+    fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    fn write_to(self: Box<Self>, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(&self.bytes)
+    }
 }
 
 /// One running node over QUIC: the driver's handle plus the endpoint it talks through.
