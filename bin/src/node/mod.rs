@@ -104,6 +104,8 @@ fn parse_voters(text: &str) -> Option<Vec<u64>> {
 
 fn read_voters(path: &Path) -> Result<Option<Vec<u64>>, NodeRunError> {
     match std::fs::read_to_string(path) {
+        // Created but not yet written by the node that won the race to create it.
+        Ok(text) if text.trim().is_empty() => Ok(None),
         Ok(text) => parse_voters(&text).map(Some).ok_or_else(|| {
             NodeRunError::Config(format!(
                 "invalid {}: expected node ids separated by commas",
@@ -118,14 +120,14 @@ fn read_voters(path: &Path) -> Result<Option<Vec<u64>>, NodeRunError> {
     }
 }
 
+fn voters_text(voters: &[u64]) -> String {
+    let ids: Vec<String> = voters.iter().map(u64::to_string).collect();
+    format!("{}\n", ids.join(","))
+}
+
 fn write_voters(path: &Path, voters: &[u64]) -> Result<(), NodeRunError> {
-    let text = voters
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{text}\n"))
+    std::fs::write(&tmp, voters_text(voters))
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| NodeRunError::Failed(format!("cannot write {}: {e}", path.display())))
 }
@@ -154,7 +156,17 @@ pub fn initial_voters(
                     .create_new(true)
                     .open(path);
                 match created {
-                    Ok(_) => write_voters(path, &voters)?,
+                    Ok(mut file) => {
+                        use std::io::Write;
+                        file.write_all(voters_text(&voters).as_bytes())
+                            .and_then(|()| file.sync_all())
+                            .map_err(|e| {
+                                NodeRunError::Failed(format!(
+                                    "cannot write {}: {e}",
+                                    path.display()
+                                ))
+                            })?;
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                     Err(e) => {
                         warn!(path = %path.display(), error = %e, "cannot record the initial voters")
