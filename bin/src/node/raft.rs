@@ -335,3 +335,115 @@ impl NodeApi for RaftNode {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_engine::core::Membership;
+
+    fn metrics(id: u64, role: Role, voters: &[u64], learners: &[u64]) -> Metrics {
+        Metrics {
+            id,
+            role,
+            term: 7,
+            leader: Some(1),
+            commit_index: 10,
+            applied_index: 9,
+            last_index: 11,
+            snapshot_index: 5,
+            wal_bytes: 4096,
+            wal_syncs: 3,
+            membership: Membership {
+                voters: voters.to_vec(),
+                learners: learners.to_vec(),
+            },
+            stopped: None,
+        }
+    }
+
+    #[test]
+    fn roles_as_status_shows_them() {
+        assert_eq!(
+            role(&metrics(1, Role::Leader, &[1, 2, 3], &[])),
+            NodeRole::Leader
+        );
+        assert_eq!(
+            role(&metrics(2, Role::Follower, &[1, 2, 3], &[])),
+            NodeRole::Follower
+        );
+        assert_eq!(
+            role(&metrics(2, Role::PreCandidate, &[1, 2], &[])),
+            NodeRole::Candidate
+        );
+        assert_eq!(
+            role(&metrics(2, Role::Candidate, &[1, 2], &[])),
+            NodeRole::Candidate
+        );
+        assert_eq!(
+            role(&metrics(4, Role::Learner, &[1, 2, 3], &[4])),
+            NodeRole::Learner
+        );
+        // A follower outside the voters (a learner, or removed) shows as a learner.
+        assert_eq!(
+            role(&metrics(4, Role::Follower, &[1, 2, 3], &[4])),
+            NodeRole::Learner
+        );
+    }
+
+    #[test]
+    fn status_carries_every_index() {
+        let status = status(&metrics(2, Role::Follower, &[1, 2, 3], &[]));
+        assert_eq!(
+            (
+                status.term,
+                status.leader,
+                status.commit_index,
+                status.applied_index,
+                status.last_index,
+                status.snapshot_index,
+                status.wal_bytes
+            ),
+            (7, Some(1), 10, 9, 11, 5, 4096)
+        );
+    }
+
+    #[test]
+    fn driver_errors_map_to_what_clients_act_on() {
+        assert_eq!(
+            node_error(Error::NotLeader { leader: Some(3) }),
+            NodeError::NotLeader { leader: Some(3) }
+        );
+        for retryable in [
+            Error::Busy,
+            Error::Timeout(Duration::from_secs(5)),
+            Error::Dropped { index: 4 },
+            Error::Indeterminate { index: 4 },
+            Error::ReadAborted,
+        ] {
+            assert!(matches!(node_error(retryable), NodeError::Unavailable(_)));
+        }
+        assert!(matches!(
+            node_error(Error::Raft(core::Error::Membership(
+                MembershipError::NotMember { id: 9 }
+            ))),
+            NodeError::NotFound(_)
+        ));
+        assert!(matches!(
+            node_error(Error::Raft(core::Error::Membership(
+                MembershipError::AlreadyMember { id: 2 }
+            ))),
+            NodeError::Conflict(_)
+        ));
+        assert!(matches!(
+            node_error(Error::ProposalTooLarge { bytes: 9, max: 1 }),
+            NodeError::Invalid(_)
+        ));
+        assert!(matches!(node_error(Error::Shutdown), NodeError::Failed(_)));
+        assert!(matches!(
+            node_error(Error::Stopped {
+                reason: "poisoned".into()
+            }),
+            NodeError::Failed(_)
+        ));
+    }
+}
