@@ -837,3 +837,47 @@ fn cluster_up_prompt_kills_and_restarts_nodes() {
         );
     }
 }
+
+/// `shoal node` refuses, with one line and the SPEC's exit code: a directory without
+/// node.toml (2), a second process for a running node (1), a port already taken (1).
+#[test]
+fn node_start_failures_are_one_clear_line() {
+    let _serial = serial();
+    let mut cluster = Cluster::init(2, 0, |_| {});
+    let empty = tempfile::tempdir().unwrap();
+    let run = common::run_shoal(
+        &["node", "--data-dir", empty.path().to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(run.stderr.contains("node.toml"), "{run:?}");
+
+    cluster.start(1);
+    let data_dir = cluster.node_dir(1);
+    let run = common::run_shoal(
+        &["node", "--data-dir", data_dir.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("already running"), "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+
+    // Node 2's port is taken by someone else.
+    let _squatter = std::net::UdpSocket::bind(cluster.addr(2)).unwrap();
+    let data_dir = cluster.node_dir(2);
+    let run = common::run_shoal(
+        &["node", "--data-dir", data_dir.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .lines()
+            .last()
+            .unwrap_or("")
+            .contains(&cluster.addr(2).to_string()),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("panicked"), "{run:?}");
+}
