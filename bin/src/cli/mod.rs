@@ -11,6 +11,7 @@ pub mod bench_wal;
 pub mod chat;
 pub mod client;
 pub mod cluster;
+pub mod demo;
 pub mod error;
 pub mod init;
 pub mod kv;
@@ -176,6 +177,9 @@ pub enum Command {
         #[command(subcommand)]
         command: cluster::ClusterCommand,
     },
+    /// A scripted tour on a fresh temporary 3-node cluster: sign-ups, catalogue, carts,
+    /// checkout, chat, the leader killed and restarted, data still there.
+    Demo(demo::DemoArgs),
 }
 
 /// `shoal wal ...`
@@ -262,6 +266,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Chat { command } => chat::run(&cli.global, &command),
         Command::Node(args) => node::run(&cli.global, &args),
         Command::Cluster { command } => cluster::run(&cli.global, &command),
+        Command::Demo(args) => demo::run(&cli.global, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
