@@ -14,7 +14,7 @@ use shoal_engine::driver::{NodeBuilder, NodeHandle};
 use shoal_engine::{SnapshotImage, StateMachine};
 use shoal_net::{ClusterCa, PeerTransport, PeerTransportConfig, TlsIdentity};
 
-use super::transport::{QuicTransport, pump_inbound};
+use super::transport::{PeerActivity, QuicTransport, pump_inbound};
 
 /// Why an embedded node or cluster could not start.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +106,11 @@ impl QuicNode {
         let handle = builder
             .start(state_machine, Arc::new(QuicTransport::new(peers.clone())))
             .await?;
-        let pump = tokio::spawn(pump_inbound(inbound, handle.clone()));
+        let pump = tokio::spawn(pump_inbound(
+            inbound,
+            handle.clone(),
+            Arc::new(PeerActivity::default()),
+        ));
         Ok(Self {
             handle,
             peers,

@@ -263,16 +263,28 @@ pub async fn start_node(data_dir: &Path) -> Result<RunningNode, NodeRunError> {
         .await
         .map_err(|e| NodeRunError::Failed(format!("node {} cannot start: {e}", node.id)))?;
 
+    let activity = Arc::new(transport::PeerActivity::default());
     let raft = RaftNode::new(
         handle.clone(),
         peers.clone(),
         &cluster,
         Some(cluster_file),
         node.fault_hook,
+    )
+    .with_failover(
+        activity.clone(),
+        // Three missed heartbeats: the leader is presumed gone.
+        Duration::from_millis(node.timing.heartbeat_ms.saturating_mul(3).max(300)),
+        Duration::from_millis(node.timing.election_timeout_max_ms.saturating_mul(2))
+            .min(Duration::from_millis(2500)),
     );
     let context = Arc::new(ServerContext::for_node(&node, cluster));
     let tasks = vec![
-        tokio::spawn(transport::pump_inbound(channels.peer_messages, handle)),
+        tokio::spawn(transport::pump_inbound(
+            channels.peer_messages,
+            handle,
+            activity,
+        )),
         tokio::spawn(server::serve(
             channels.client_requests,
             Arc::new(raft.clone()),

@@ -15,6 +15,8 @@ use crate::api::{MemberInfo, NodeRole, NodeStatus};
 use crate::config::{ClusterConfig, resolve};
 use crate::server::{NodeApi, NodeError};
 
+use super::transport::PeerActivity;
+
 /// How long a leader keeps trying to promote a learner it added (the learner's process may
 /// be started well after `member add`).
 const PROMOTION_TIMEOUT: Duration = Duration::from_secs(600);
@@ -38,6 +40,18 @@ struct Inner {
     cluster_file: Option<PathBuf>,
     /// Whether fault commands reach the transport's hook.
     fault_hook: bool,
+    /// Failover: see [`RaftNode::with_failover`].
+    failover: Option<Failover>,
+}
+
+/// How a follower answers a client while its leader has gone silent.
+#[derive(Debug)]
+struct Failover {
+    activity: Arc<PeerActivity>,
+    /// Silence after which the known leader is presumed gone.
+    leader_silence: Duration,
+    /// How long a request waits for a new leader (below the client's attempt timeout).
+    wait: Duration,
 }
 
 /// Maps a driver error to what the request handler answers.
@@ -119,12 +133,69 @@ impl RaftNode {
                 addresses: Mutex::new(BTreeMap::new()),
                 cluster_file,
                 fault_hook,
+                failover: None,
             }),
         };
         for member in &cluster.members {
             node.learn_address(member.id, &member.addr);
         }
         node
+    }
+
+    /// Makes a follower whose leader went silent (nothing heard from it for
+    /// `leader_silence`, per `activity`) hold a client's request for up to `wait` while a new
+    /// leader is elected, instead of redirecting the client to a dead node: the request is
+    /// then served here (this node won) or redirected to the new leader. Must be called
+    /// before the node is shared.
+    pub fn with_failover(
+        mut self,
+        activity: Arc<PeerActivity>,
+        leader_silence: Duration,
+        wait: Duration,
+    ) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.failover = Some(Failover {
+                activity,
+                leader_silence,
+                wait,
+            });
+        }
+        self
+    }
+
+    /// After `NotLeader { leader }` from the driver: when that leader is silent (or unknown),
+    /// waits for another one. `Ok(true)`: this node now leads (try again here);
+    /// `Err(NotLeader)`: redirect; `Err(Unavailable)`: no leader in time.
+    async fn await_new_leader(&self, leader: Option<u64>) -> Result<bool, NodeError> {
+        let me = self.node_id();
+        let Some(failover) = &self.inner.failover else {
+            return Err(NodeError::NotLeader { leader });
+        };
+        let silent = |id: u64| {
+            failover
+                .activity
+                .silence(id)
+                .is_none_or(|quiet| quiet >= failover.leader_silence)
+        };
+        if leader.is_some_and(|l| l == me || !silent(l)) {
+            return Err(NodeError::NotLeader { leader });
+        }
+        let found = self
+            .inner
+            .handle
+            .wait_for(failover.wait, |m| {
+                m.leader.is_some_and(|l| l == me || !silent(l))
+            })
+            .await;
+        match found {
+            Ok(metrics) if metrics.leader == Some(me) => Ok(true),
+            Ok(metrics) => Err(NodeError::NotLeader {
+                leader: metrics.leader,
+            }),
+            Err(_) => Err(NodeError::Unavailable(format!(
+                "node {me} knows no live leader (an election may be under way)"
+            ))),
+        }
     }
 
     /// The driver's handle.
@@ -206,11 +277,23 @@ impl NodeApi for RaftNode {
         seq: u64,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, NodeError> {
-        self.inner
+        let first = self
+            .inner
             .handle
-            .propose_with_session(client_id, seq, payload)
-            .await
-            .map_err(node_error)
+            .propose_with_session(client_id, seq, &payload)
+            .await;
+        match first {
+            Err(Error::NotLeader { leader }) => {
+                self.await_new_leader(leader).await?;
+                // This node won the election: the same (client_id, seq) applies once.
+                self.inner
+                    .handle
+                    .propose_with_session(client_id, seq, payload)
+                    .await
+                    .map_err(node_error)
+            }
+            other => other.map_err(node_error),
+        }
     }
 
     async fn read(
@@ -218,11 +301,22 @@ impl NodeApi for RaftNode {
         query: Vec<u8>,
         read_consistency: ReadConsistency,
     ) -> Result<Vec<u8>, NodeError> {
-        self.inner
+        let first = self
+            .inner
             .handle
-            .read(query, consistency(read_consistency))
-            .await
-            .map_err(node_error)
+            .read(query.clone(), consistency(read_consistency))
+            .await;
+        match first {
+            Err(Error::NotLeader { leader }) => {
+                self.await_new_leader(leader).await?;
+                self.inner
+                    .handle
+                    .read(query, consistency(read_consistency))
+                    .await
+                    .map_err(node_error)
+            }
+            other => other.map_err(node_error),
+        }
     }
 
     fn status(&self) -> NodeStatus {

@@ -7,7 +7,9 @@
 //! and validated; a message whose claimed sender differs from the sender its certificate proves
 //! is dropped with a warning, as is anything that does not decode.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use shoal_engine::core::Bytes;
 use shoal_engine::core::{Message, MessageBody};
@@ -87,6 +89,31 @@ impl Transport for QuicTransport {
     }
 }
 
+/// When each peer was last heard from (any valid message), so the node can tell a silent
+/// leader from a live one.
+#[derive(Debug, Default)]
+pub struct PeerActivity {
+    last_heard: Mutex<HashMap<u64, Instant>>,
+}
+
+impl PeerActivity {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Instant>> {
+        self.last_heard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a message from `peer` now.
+    pub fn heard(&self, peer: u64) {
+        self.lock().insert(peer, Instant::now());
+    }
+
+    /// How long ago `peer` was last heard from (`None`: never).
+    pub fn silence(&self, peer: u64) -> Option<Duration> {
+        self.lock().get(&peer).map(Instant::elapsed)
+    }
+}
+
 /// Why an inbound payload was not delivered.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Rejected {
@@ -124,11 +151,18 @@ pub fn accept_inbound(me: u64, inbound: &InboundMessage) -> Result<Message, Reje
 
 /// Delivers messages from `inbound` to `node` until the channel closes. Never fails: invalid
 /// messages are logged and dropped.
-pub async fn pump_inbound(mut inbound: mpsc::Receiver<InboundMessage>, node: NodeHandle) {
+pub async fn pump_inbound(
+    mut inbound: mpsc::Receiver<InboundMessage>,
+    node: NodeHandle,
+    activity: Arc<PeerActivity>,
+) {
     let me = node.id();
     while let Some(message) = inbound.recv().await {
         match accept_inbound(me, &message) {
-            Ok(decoded) => node.deliver(decoded),
+            Ok(decoded) => {
+                activity.heard(decoded.from);
+                node.deliver(decoded);
+            }
             Err(Rejected::Garbage(error)) => {
                 warn!(peer = message.from, bytes = message.payload.len(), %error, "undecodable peer message dropped");
             }
