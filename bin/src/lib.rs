@@ -17,9 +17,13 @@
 //!   - [`cli::bench_wal`]: `shoal bench wal` (the WAL against this disk's raw limit).
 //!   - [`cli::bench`]: `shoal bench --workload put|get|checkout|mixed` (load against a
 //!     running cluster: throughput, latency percentiles, `--json`, `--plot FILE.svg`).
+//!   - [`cli::chaos`]: `shoal chaos` (arguments and printing).
+//! - [`chaos`]: the chaos run: a local cluster of node processes, register and checkout
+//!   clients, a seeded nemesis, and the checks (linearizability, stock, recovery).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
+pub mod chaos;
 pub mod cli;
 pub mod config;
 pub mod layout;

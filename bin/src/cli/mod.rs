@@ -8,6 +8,7 @@ pub mod account;
 pub mod admin;
 pub mod bench;
 pub mod bench_wal;
+pub mod chaos;
 pub mod chat;
 pub mod client;
 pub mod cluster;
@@ -180,6 +181,8 @@ pub enum Command {
     /// A scripted tour on a fresh temporary 3-node cluster: sign-ups, catalogue, carts,
     /// checkout, chat, the leader killed and restarted, data still there.
     Demo(demo::DemoArgs),
+    /// A fault-injection run against a fresh local cluster, with a linearizability verdict.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// `shoal wal ...`
@@ -267,6 +270,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Node(args) => node::run(&cli.global, &args),
         Command::Cluster { command } => cluster::run(&cli.global, &command),
         Command::Demo(args) => demo::run(&cli.global, &args),
+        Command::Chaos(args) => return chaos::run(&cli.global, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
