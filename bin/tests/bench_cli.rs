@@ -227,6 +227,7 @@ async fn put_workload_in_text_and_json() {
     let doc = json(&run);
     check_spec_fields(&doc, "put", 8);
     assert_eq!(doc["connections"], 2);
+    assert!(doc.get("load_before").is_some() && doc.get("setup_seconds").is_some());
     assert_eq!(doc["value_size"], 64);
 
     // The human table, and `bench wal` still a subcommand beside the flags.

@@ -245,10 +245,17 @@ fn report(global: &GlobalArgs, args: &BenchArgs, plan: &Plan, outcome: &Outcome)
         let mut document = summary.to_json();
         document["setup_seconds"] =
             serde_json::json!((outcome.setup_seconds * 1000.0).round() / 1000.0);
+        document["load_before"] = serde_json::json!(outcome.load.0);
+        document["load_after"] = serde_json::json!(outcome.load.1);
         document["plot"] = serde_json::json!(args.plot.as_ref().map(|p| p.display().to_string()));
         out.line(format_args!("{document}"));
     } else {
         out.line(format_args!("{}", summary.to_table()));
+        if let (Some(before), Some(after)) = outcome.load {
+            out.line(format_args!(
+                "load average {before:.2} → {after:.2} (measurements share the machine)"
+            ));
+        }
         if let Some(path) = &args.plot {
             out.line(format_args!("plot written to {}", path.display()));
         }
@@ -262,6 +269,15 @@ struct Outcome {
     /// Every successful operation's latency (µs), for the plot.
     latency: hdrhistogram::Histogram<u64>,
     setup_seconds: f64,
+    /// The machine's 1-minute load average when measuring began and ended (Linux).
+    load: (Option<f64>, Option<f64>),
+}
+
+/// The 1-minute load average (`/proc/loadavg`), where there is one: measurements on a shared
+/// machine carry their load conditions.
+fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// Progress counters every client task bumps (for the progress bar only).
@@ -290,6 +306,7 @@ async fn drive(plan: &Plan, clients: &[Arc<Client>], quiet: bool) -> CliResult<O
     }
     let setup_seconds = setup_started.elapsed().as_secs_f64();
 
+    let load_before = load_average();
     let window = Window::after(Instant::now(), plan.warmup, plan.duration);
     let progress = Arc::new(Progress::default());
     let bar = progress_bar(plan, quiet);
@@ -332,6 +349,7 @@ async fn drive(plan: &Plan, clients: &[Arc<Client>], quiet: bool) -> CliResult<O
         summary: Summary::new(&info, &window, &merged, first_error),
         latency: merged.all(),
         setup_seconds,
+        load: (load_before, load_average()),
     })
 }
 
