@@ -368,14 +368,26 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, String> {
     } = checked;
     match &verdict {
         Verdict::Linearizable => {}
-        Verdict::NotLinearizable { key, ops } => violations.insert(
-            0,
-            format!(
-                "not linearizable on key {} (a stale read or a lost acknowledged write; minimal sub-history of {} ops)",
-                String::from_utf8_lossy(key),
-                ops.len()
-            ),
-        ),
+        Verdict::NotLinearizable { key, ops } => {
+            // Name the anomaly: a final read (after healing) that misses an acknowledged
+            // write is a lost write; otherwise a read during the run saw a stale value.
+            let lost = ops
+                .iter()
+                .any(|op| op.process == shoal_engine::check::FINAL_READ_PROCESS);
+            let what = if lost {
+                "an acknowledged write lost (the read-back after healing does not see it)"
+            } else {
+                "a stale read (a read inconsistent with the writes acknowledged before it began)"
+            };
+            violations.insert(
+                0,
+                format!(
+                    "not linearizable on key {}: {what}; minimal sub-history of {} ops",
+                    String::from_utf8_lossy(key),
+                    ops.len()
+                ),
+            )
+        }
         Verdict::Unknown { keys } => violations.push(format!(
             "linearizability unknown on {} keys (search budget exhausted)",
             keys.len()

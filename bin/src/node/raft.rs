@@ -301,6 +301,13 @@ impl NodeApi for RaftNode {
         query: Vec<u8>,
         read_consistency: ReadConsistency,
     ) -> Result<Vec<u8>, NodeError> {
+        // The deliberate bug `shoal chaos` must catch (test-only feature): every read is
+        // served from this node's local state.
+        #[cfg(feature = "buggy-stale-reads")]
+        let read_consistency = {
+            let _ = read_consistency;
+            ReadConsistency::Stale
+        };
         let first = self
             .inner
             .handle
