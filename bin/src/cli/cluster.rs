@@ -226,14 +226,8 @@ fn is_running(child: Option<&mut Child>) -> bool {
     child.is_some_and(|c| matches!(c.try_wait(), Ok(None)))
 }
 
-/// SIGTERM, wait up to [`STOP_TIMEOUT`], then SIGKILL.
-fn stop_child(child: &mut Child) -> String {
-    if !matches!(child.try_wait(), Ok(None)) {
-        return "was not running".into();
-    }
-    if let Err(e) = process::signal(child.id() as i32, Signal::Term) {
-        return format!("cannot signal it: {e}");
-    }
+/// Waits up to [`STOP_TIMEOUT`] for a child sent SIGTERM to exit, then SIGKILLs it.
+fn wait_stopped(child: &mut Child) -> String {
     let deadline = Instant::now() + STOP_TIMEOUT;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
@@ -246,14 +240,33 @@ fn stop_child(child: &mut Child) -> String {
     format!("killed after {STOP_TIMEOUT:?} without stopping")
 }
 
+/// SIGTERM, wait up to [`STOP_TIMEOUT`], then SIGKILL.
+fn stop_child(child: &mut Child) -> String {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return "was not running".into();
+    }
+    if let Err(e) = process::signal(child.id() as i32, Signal::Term) {
+        return format!("cannot signal it: {e}");
+    }
+    wait_stopped(child)
+}
+
+/// Stops every running child: SIGTERM to all at once, then each is waited for.
 fn stop_all(children: &mut BTreeMap<u64, Child>) {
-    for child in children.values() {
-        if let Ok(pid) = i32::try_from(child.id()) {
-            let _ = process::signal(pid, Signal::Term);
+    let mut stopping = Vec::new();
+    for (id, child) in children.iter_mut() {
+        if !matches!(child.try_wait(), Ok(None)) {
+            continue;
+        }
+        match i32::try_from(child.id()).map(|pid| process::signal(pid, Signal::Term)) {
+            Ok(Ok(())) => stopping.push(*id),
+            _ => println!("node {id}: cannot signal it"),
         }
     }
-    for (id, child) in children.iter_mut() {
-        println!("node {id}: {}", stop_child(child));
+    for id in stopping {
+        if let Some(child) = children.get_mut(&id) {
+            println!("node {id}: {}", wait_stopped(child));
+        }
     }
 }
 
