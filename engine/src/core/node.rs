@@ -137,6 +137,9 @@ pub struct RawNode {
     pending_reads: VecDeque<PendingRead>,
     reads_before_commit: Vec<(u64, Option<NodeId>)>,
     lease_until: u64,
+    /// A TimeoutNow left in this term: it may still arrive (delayed) and get its target
+    /// elected past the voters' leases, so no lease is trusted again in this term.
+    lease_forfeited: bool,
     scratch: Vec<u64>,
     // Follower state.
     receiving: Option<(SnapshotMeta, u64)>,
@@ -219,6 +222,7 @@ impl RawNode {
             pending_reads: VecDeque::new(),
             reads_before_commit: Vec::new(),
             lease_until: 0,
+            lease_forfeited: false,
             scratch: Vec::new(),
             receiving: None,
             msgs: Vec::new(),
@@ -283,12 +287,15 @@ impl RawNode {
         }
     }
 
-    /// Term, vote and commit index as they stand (not necessarily durable yet).
+    /// Term, vote and commit index as they stand (not necessarily durable yet). The commit
+    /// index here is capped at [`persisted_index`](Self::persisted_index): a driver may save
+    /// the hard state before the entries of the same `Ready` are durable, and a saved commit
+    /// index must never cover older, different entries still in the store at restart.
     pub fn hard_state(&self) -> HardState {
         HardState {
             term: self.term,
             voted_for: self.vote,
-            commit: self.log.commit,
+            commit: self.log.commit.min(self.log.persisted),
         }
     }
 
@@ -625,8 +632,10 @@ impl RawNode {
 
     fn send_timeout_now(&mut self, to: NodeId) {
         // The target may be elected at once (its voters ignore their own leases for it), so
-        // this node's lease can no longer be trusted.
+        // this node's lease can no longer be trusted, for the rest of the term: the message
+        // may be delayed past the transfer's abandonment.
         self.lease_until = 0;
+        self.lease_forfeited = true;
         self.msgs.push(Message {
             from: self.id,
             to,
@@ -957,8 +966,15 @@ impl RawNode {
 
     fn in_lease(&self) -> bool {
         self.cfg.check_quorum
-            && self.leader.is_some()
+            && (self.leader.is_some() || self.restart_quiet())
             && self.election_elapsed < self.cfg.election_ticks_min
+    }
+
+    /// With lease reads, a node that restarted (term above 0) may have extended a leader's
+    /// lease just before it crashed, and has forgotten that leader: it votes for no one (but
+    /// a leadership transfer) until an election timeout has passed since it started.
+    fn restart_quiet(&self) -> bool {
+        self.cfg.lease_reads && self.term > 0 && self.now < u64::from(self.cfg.election_ticks_min)
     }
 
     fn committed_in_term(&self) -> bool {
@@ -1115,6 +1131,7 @@ impl RawNode {
         self.heartbeat_elapsed = 0;
         self.transfer = None;
         self.lease_until = 0;
+        self.lease_forfeited = false;
         self.progress.clear();
         self.sync_progress();
         // A blank entry of the new term commits every earlier entry (Figure 8).
@@ -1687,7 +1704,11 @@ impl RawNode {
         let confirmed = self.scratch[quorum - 1];
         if let Some(&(_, sent)) = self.round_ticks.iter().find(|(r, _)| *r == confirmed) {
             let until = sent + u64::from(self.cfg.lease_ticks);
-            if self.cfg.lease_reads && self.transfer.is_none() && until > self.lease_until {
+            if self.cfg.lease_reads
+                && self.transfer.is_none()
+                && !self.lease_forfeited
+                && until > self.lease_until
+            {
                 self.lease_until = until;
             }
         }

@@ -77,8 +77,9 @@ pub struct SnapshotChunk {
 ///    node's snapshot, and the log store is compacted to its point (discarding the whole log
 ///    when the store's entry at that index has another term).
 /// 3. `entries` are appended to the log store (an entry at or below the store's last index
-///    replaces it and everything after: a conflict), then `hard_state` is saved, then the log
-///    store is compacted to `compact_log_to`.
+///    replaces it and everything after: a conflict), and `hard_state` is saved (in either
+///    order: its commit index never exceeds what earlier `Ready`s made durable), then the
+///    log store is compacted to `compact_log_to`.
 /// 4. Once steps 2–3 of this and every earlier `Ready` are durable, `persisted_messages` may be
 ///    sent and [`crate::core::RawNode::on_persisted`] is called with `number`.
 /// 5. `committed_entries` are applied in order (they are already durable on this node), after

@@ -36,7 +36,11 @@ fn node_with_log(id: NodeId, voters: &[NodeId], terms: &[u64], term: u64) -> Raw
     let mut recovered = Recovered::bootstrap(voters.iter().copied());
     recovered.entries = entries_with_terms(terms);
     recovered.hard_state.term = term;
-    RawNode::new(cfg(id), recovered).unwrap()
+    // Without lease reads: a restarted node would otherwise ignore votes for an election
+    // timeout (see `a_restarted_node_does_not_vote_within_an_election_timeout_of_starting`).
+    let mut cfg = cfg(id);
+    cfg.lease_reads = false;
+    RawNode::new(cfg, recovered).unwrap()
 }
 
 /// A tiny in-memory cluster: persistence is instant, delivery is in order.
@@ -747,7 +751,9 @@ fn an_uncommitted_configuration_survives_a_restart_and_reverts_when_truncated() 
         data: added.encode(),
     });
     // "Crash" and restart from what was durable: the configuration is back.
-    let restarted = RawNode::new(cfg(2), recovered).unwrap();
+    let mut restart_cfg = cfg(2);
+    restart_cfg.lease_reads = false;
+    let restarted = RawNode::new(restart_cfg, recovered).unwrap();
     assert!(restarted.membership().is_learner(4));
     // Node 3 never got it and has an entry of term 2 there: it is elected, its log wins and
     // the change reverts.
@@ -836,4 +842,114 @@ proptest::proptest! {
         let _ = Proposal::decode(&bytes);
         let _ = Membership::decode(&bytes);
     }
+}
+
+// ------------------------------------------------------------------ review regressions
+
+#[test]
+fn a_hard_state_never_claims_a_commit_beyond_entries_durable_in_earlier_readies() {
+    // Follower 2 holds durable entries of term 2 that the term-3 leader overwrites. The
+    // driver may save the hard state (new term, so synced at once) before the WAL has the
+    // replacing entries: a commit index covering them would make a restart apply the old
+    // term-2 entries as committed.
+    let mut node = node_with_log(2, &[1, 2, 3], &[1, 2, 2], 2);
+    node.step(Message {
+        from: 1,
+        to: 2,
+        term: 3,
+        body: MessageBody::Append {
+            prev_index: 1,
+            prev_term: 1,
+            entries: vec![
+                Entry {
+                    index: 2,
+                    term: 3,
+                    kind: EntryKind::Normal,
+                    data: Bytes::from_static(b"new2"),
+                },
+                Entry {
+                    index: 3,
+                    term: 3,
+                    kind: EntryKind::Normal,
+                    data: Bytes::from_static(b"new3"),
+                },
+            ],
+            commit: 3,
+        },
+    });
+    assert_eq!(node.commit_index(), 3);
+    let ready = node.ready();
+    let hs = ready.hard_state.expect("the term changed");
+    assert_eq!(hs.term, 3);
+    assert!(
+        hs.commit <= 1,
+        "commit {} saved while only index 1 is durable as this log has it",
+        hs.commit
+    );
+    node.on_persisted(ready.number);
+    assert!(node.has_ready(), "the durable commit index moved");
+    let ready = node.ready();
+    assert_eq!(ready.hard_state.map(|h| h.commit), Some(3));
+}
+
+#[test]
+fn a_restarted_node_does_not_vote_within_an_election_timeout_of_starting() {
+    // Node 2 acknowledged the leader's heartbeat (extending the leader's lease), crashed and
+    // came back at once: it no longer remembers the leader, but the lease it helped build
+    // still stands. Voting now would let a new leader commit writes the old leader's lease
+    // reads miss.
+    let mut recovered = Recovered::bootstrap([1, 2, 3]);
+    recovered.entries = entries_with_terms(&[1, 1]);
+    recovered.hard_state.term = 1;
+    let mut node = RawNode::new(cfg(2), recovered).unwrap();
+    node.step(vote_request(3, 2, 2, 2, 1));
+    assert_eq!(node.term(), 1, "ignored during the restart quiet period");
+    assert_eq!(granted(&node.ready()), None);
+    for _ in 0..10 {
+        node.tick();
+    }
+    node.step(vote_request(3, 2, 5, 2, 1));
+    assert_eq!(node.term(), 5);
+    assert_eq!(granted(&node.ready()), Some(true));
+}
+
+#[test]
+fn a_leader_that_sent_timeout_now_serves_no_lease_read_for_the_rest_of_its_term() {
+    let mut net = Net::fresh(3);
+    net.elect(1);
+    net.tick(&[1], 2);
+    // The TimeoutNow to 2 is delayed in the network (captured here).
+    net.node(1).transfer_leader(2).unwrap();
+    let ready = net.node(1).ready();
+    net.node(1).on_persisted(ready.number);
+    let timeout_now: Vec<Message> = ready
+        .messages
+        .into_iter()
+        .filter(|m| matches!(m.body, MessageBody::TimeoutNow))
+        .collect();
+    assert_eq!(timeout_now.len(), 1);
+    net.cut.insert(2);
+    // The transfer is abandoned after an election timeout; 3 keeps acknowledging rounds.
+    net.tick(&[1, 3], 12);
+    assert_eq!(net.node(1).role(), Role::Leader);
+    // No round trip possible: only a lease could answer.
+    net.cut.insert(3);
+    net.node(1).read_lease(9).unwrap();
+    net.pump();
+    assert!(
+        net.reads
+            .get(&1)
+            .is_none_or(|r| r.iter().all(|r| r.id != 9)),
+        "a lease read answered at once"
+    );
+    // The delayed TimeoutNow arrives: 2 is elected with 3's vote, lease or not.
+    net.cut.clear();
+    let term = net.node(1).term();
+    for m in timeout_now {
+        net.node(2).step(m);
+    }
+    net.cut.insert(1);
+    net.pump();
+    assert_eq!(net.node(2).role(), Role::Leader);
+    assert!(net.node(2).term() > term);
 }

@@ -163,7 +163,9 @@ pub(crate) async fn start<S: StateMachine>(
         proposals: Vec::new(),
         linearizable_reads: Vec::new(),
         lease_reads: Vec::new(),
-        next_read_id: 1,
+        // Read ids differ between incarnations: a ReadIndexResponse to a read of a previous
+        // run of this node, still in flight, must not answer a new read with its older index.
+        next_read_id: (rand::random::<u64>() >> 2) | 1,
         reads: HashMap::new(),
         parked_reads: BTreeMap::new(),
         persist_queue: VecDeque::new(),
