@@ -60,6 +60,24 @@ fn free_port_range(count: u16) -> Result<u16, String> {
     ))
 }
 
+/// `line` without its terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A local cluster of `shoal node` child processes.
 pub struct LocalCluster {
     /// The temporary directory (removed on drop); `None` when kept.
@@ -208,12 +226,21 @@ impl LocalCluster {
             Ok(Some(status)) => {
                 self.children.remove(&id);
                 self.paused.remove(&id);
+                let log = self.data_dir(id).join(process::LOGS_DIR).join("stdout.log");
+                // The node's last error line says why (the directory may not be kept).
+                let last_error = std::fs::read(&log)
+                    .ok()
+                    .and_then(|bytes| {
+                        let text = String::from_utf8_lossy(&bytes).into_owned();
+                        text.lines()
+                            .rev()
+                            .find(|l| l.contains("error") || l.contains("ERROR"))
+                            .map(|l| strip_ansi(l).chars().take(400).collect::<String>())
+                    })
+                    .unwrap_or_default();
                 Some(format!(
-                    "node {id} exited ({status}); see {}",
-                    self.data_dir(id)
-                        .join(process::LOGS_DIR)
-                        .join("stdout.log")
-                        .display()
+                    "node {id} exited ({status}): {last_error} (log: {})",
+                    log.display()
                 ))
             }
             _ => None,
