@@ -730,6 +730,10 @@ impl RawNode {
         if m.to != self.id || m.from == self.id {
             return;
         }
+        if !Self::well_formed(&m) {
+            debug!(node = self.id, from = m.from, "malformed message dropped");
+            return;
+        }
         if m.term > self.term {
             match m.body {
                 MessageBody::RequestVote { transfer, .. } if self.in_lease() && !transfer => {
@@ -854,6 +858,36 @@ impl RawNode {
                 Some(index) => self.read_states.push(ReadState { id, index }),
                 None => self.aborted_reads.push(id),
             },
+        }
+    }
+
+    /// Whether a message's indexes are consistent (a peer's bug or a corrupted frame must not
+    /// corrupt the log or panic this node): entries contiguous from `prev_index + 1`, terms
+    /// non-decreasing and at most the message's, no index arithmetic overflowing.
+    fn well_formed(m: &Message) -> bool {
+        match &m.body {
+            MessageBody::Append {
+                prev_index,
+                prev_term,
+                entries,
+                ..
+            } => {
+                let mut last_term = *prev_term;
+                for (offset, e) in entries.iter().enumerate() {
+                    let expected = prev_index
+                        .checked_add(1)
+                        .and_then(|i| i.checked_add(offset as u64));
+                    if expected != Some(e.index) || e.term < last_term || e.term > m.term {
+                        return false;
+                    }
+                    last_term = e.term;
+                }
+                *prev_term <= m.term
+            }
+            MessageBody::InstallSnapshot {
+                meta, offset, data, ..
+            } => meta.term <= m.term && offset.checked_add(data.len() as u64).is_some(),
+            _ => true,
         }
     }
 

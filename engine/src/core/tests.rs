@@ -953,3 +953,56 @@ fn a_leader_that_sent_timeout_now_serves_no_lease_read_for_the_rest_of_its_term(
     assert_eq!(net.node(2).role(), Role::Leader);
     assert!(net.node(2).term() > term);
 }
+
+#[test]
+fn a_malformed_append_from_a_peer_is_dropped_without_touching_the_log() {
+    let mut node = node_with_log(2, &[1, 2, 3], &[1, 1], 1);
+    let entry = |index, term| Entry {
+        index,
+        term,
+        kind: EntryKind::Normal,
+        data: Bytes::from_static(b"x"),
+    };
+    for (prev_index, entries) in [
+        // Not contiguous from prev_index + 1.
+        (2, vec![entry(5, 1)]),
+        (2, vec![entry(3, 1), entry(3, 1)]),
+        // A term above the message's.
+        (2, vec![entry(3, 9)]),
+        // Terms going down.
+        (
+            1,
+            vec![entry(2, 1), entry(3, 1)].into_iter().rev().collect(),
+        ),
+        // Index arithmetic overflowing.
+        (u64::MAX, vec![entry(0, 1)]),
+    ] {
+        node.step(Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: MessageBody::Append {
+                prev_index,
+                prev_term: 1,
+                entries,
+                commit: 0,
+            },
+        });
+        assert_eq!(node.last_index(), 2);
+    }
+    node.step(Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        body: MessageBody::InstallSnapshot {
+            meta: SnapshotMeta {
+                index: 10,
+                term: 1,
+                membership: Membership::new([1, 2, 3]),
+            },
+            offset: u64::MAX,
+            data: Bytes::from_static(b"xy"),
+            done: false,
+        },
+    });
+}
