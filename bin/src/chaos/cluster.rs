@@ -46,10 +46,26 @@ pub fn tune(node: &mut NodeConfig) {
     };
 }
 
-/// A range of `count` consecutive UDP ports on 127.0.0.1 that are free now.
+/// The lowest port the kernel hands out to sockets bound to port 0 (Linux), else 32768.
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// A range of `count` consecutive UDP ports on 127.0.0.1 that are free now, below the
+/// ephemeral range: the run's own clients bind port 0 all the time, and one of them must
+/// not take the port of a node that is down (its restart would fail to bind).
 fn free_port_range(count: u16) -> Result<u16, String> {
+    let low = ephemeral_low();
+    let (from, to) = if low > 10_000 + count + 100 {
+        (10_000, low - count)
+    } else {
+        (1_024, 60_000 - count)
+    };
     for _ in 0..200 {
-        let base: u16 = rand::random_range(20_000..(60_000 - count));
+        let base: u16 = rand::random_range(from..to);
         let free = (0..count).all(|i| UdpSocket::bind(("127.0.0.1", base + i)).is_ok());
         if free {
             return Ok(base);
