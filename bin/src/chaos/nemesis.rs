@@ -532,3 +532,15 @@ impl Nemesis {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_kinds_have_distinct_names() {
+        let names: std::collections::BTreeSet<&str> =
+            FaultKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), FaultKind::ALL.len());
+    }
+}

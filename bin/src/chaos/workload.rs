@@ -678,3 +678,40 @@ pub async fn verify_shop(
     }
     (summary, violations)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_group_moves_to_a_fresh_key_after_its_stretch() {
+        let group = KeyGroup::new(3);
+        let keys: Vec<Vec<u8>> = (0..OPS_PER_KEY * 2 + 1).map(|_| group.next_key()).collect();
+        assert_eq!(keys[0], b"chaos-g3-k0");
+        assert_eq!(keys[OPS_PER_KEY as usize - 1], b"chaos-g3-k0");
+        assert_eq!(keys[OPS_PER_KEY as usize], b"chaos-g3-k1");
+        assert_eq!(keys[2 * OPS_PER_KEY as usize], b"chaos-g3-k2");
+    }
+
+    #[test]
+    fn checkout_rows_are_jepsen_shaped_and_skipped_by_the_register_parser() {
+        let op = CheckoutOp {
+            process: CHECKOUT_PROCESS_BASE,
+            product_id: 2,
+            invoke: 10,
+            complete: 20,
+            outcome: CheckoutOutcome::Ok { order_id: 7 },
+        };
+        let [(t0, invoke), (t1, done)] = op.json_rows();
+        assert_eq!((t0, t1), (10, 20));
+        let invoke: serde_json::Value = serde_json::from_str(&invoke).unwrap();
+        let done: serde_json::Value = serde_json::from_str(&done).unwrap();
+        assert_eq!(invoke["type"], "invoke");
+        assert_eq!(invoke["f"], "checkout");
+        assert_eq!(done["type"], "ok");
+        assert_eq!(done["value"], 7);
+        let text = format!("{invoke}\n{done}\n");
+        let parsed = shoal_engine::check::History::from_jsonl(&text).unwrap();
+        assert!(parsed.is_empty());
+    }
+}
