@@ -78,6 +78,10 @@ pub struct Faults {
     pub isolate_new_leader: f64,
     /// Chance that a crash also loses the messages the node sent that are still in flight.
     pub crash_drops_outbox: f64,
+    /// A crash keeps the hard state of every `Ready` not yet durable but none of its entries:
+    /// the real driver syncs a new term or vote at once while entries wait for the WAL's group
+    /// commit. Drawn from its own generator so the rest of a seed's run is unchanged.
+    pub hard_state_ahead: bool,
 }
 
 impl Faults {
@@ -105,6 +109,7 @@ impl Faults {
             quick_restart: rng.random_range(0.0..0.8),
             isolate_new_leader: rng.random_range(0.0..0.5),
             crash_drops_outbox: rng.random_range(0.0..1.0),
+            hard_state_ahead: false,
         };
         // Swarm testing: some seeds run an adversarial election schedule, where new leaders
         // are cut off or killed at once and leaders die as their commit index moves. That is
@@ -297,7 +302,8 @@ macro_rules! fail {
 impl Sim {
     pub fn new(seed: u64, n: usize) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
-        let faults = Faults::derive(&mut rng);
+        let mut faults = Faults::derive(&mut rng);
+        faults.hard_state_ahead = SmallRng::seed_from_u64(seed ^ 0x4841_5244).random_bool(0.5);
         let initial: Vec<NodeId> = (1..=n as u64).collect();
         let spares: Vec<NodeId> = (n as u64 + 1..=n as u64 + 2).collect();
         let mut nodes = BTreeMap::new();
@@ -410,8 +416,17 @@ impl Sim {
 
     fn crash(&mut self, id: NodeId) {
         if let Some(node) = self.nodes.get_mut(&id)
-            && node.live.take().is_some()
+            && let Some(live) = node.live.take()
         {
+            if self.faults.hard_state_ahead {
+                for write in &live.writes {
+                    for op in &write.ops {
+                        if let WriteOp::HardState(hs) = op {
+                            let _ = node.durable.store.save_hard_state(hs);
+                        }
+                    }
+                }
+            }
             node.restart_at = if self.rng.random_bool(self.faults.quick_restart) {
                 self.now + self.rng.random_range(1..5)
             } else {
@@ -570,6 +585,20 @@ impl Sim {
                 });
             if granted && self.faulty && self.rng.random_bool(self.faults.crash_after_vote) {
                 // The answer is on the wire; the node dies before its disk write completes.
+                self.crash_after_send.push(id);
+            }
+            // Entries replacing durable ones, with a hard state: under `hard_state_ahead`, a
+            // crash now keeps the hard state (and its commit index) but the old entries.
+            let overwrites = rd.hard_state.is_some()
+                && rd
+                    .entries
+                    .first()
+                    .is_some_and(|e| e.index <= self.nodes[&id].durable.store.last_index());
+            if overwrites
+                && self.faulty
+                && self.faults.hard_state_ahead
+                && self.rng.random_bool(0.5)
+            {
                 self.crash_after_send.push(id);
             }
             for m in rd.messages {
