@@ -803,3 +803,386 @@ fn endless_writes_keep_the_wal_under_its_bound_and_snapshots_advance() {
         .unwrap();
     assert!(got.ends_with(&value), "{got}");
 }
+
+/// Runs `shoal ARGS` and asserts it fails with `code` and one stderr line mentioning `needle`.
+fn refused(cluster: &Cluster, args: &[&str], code: i32, needle: &str) {
+    let run = cluster.shoal(args);
+    assert_eq!(run.code, code, "shoal {args:?}: {run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "one line: {run:?}");
+    assert!(
+        run.stderr.to_lowercase().contains(needle),
+        "shoal {args:?}: stderr should mention {needle:?}: {run:?}"
+    );
+    assert!(!run.stderr.contains("panicked"), "{run:?}");
+    // The same under --json: the error document on stdout, the same exit code.
+    let mut json = args.to_vec();
+    json.push("--json");
+    let run = cluster.shoal(&json);
+    assert_eq!(run.code, code, "shoal {json:?}: {run:?}");
+    assert!(run.json()["error"]["kind"].is_string(), "{run:?}");
+}
+
+/// Issue 5, acceptance 1: every SPEC §4 command against a 3-node cluster, with human and
+/// `--json` output; each constraint refused with the right exit code, naming the field.
+#[test]
+fn every_shop_command_works_on_a_three_node_cluster_in_text_and_json() {
+    let _serial = serial();
+    let cluster = started(|_| {});
+    let olivia = owner(&cluster, "olivia@example.com");
+    let signup = ok(
+        &cluster,
+        &[
+            "signup",
+            "--role",
+            "owner",
+            "--first",
+            "Max",
+            "--middle",
+            "J",
+            "--last",
+            "Rival",
+            "--email",
+            "max@example.com",
+            "--password",
+            PASSWORD,
+            "--contact",
+            "5550199",
+            "--json",
+        ],
+    )
+    .json();
+    assert!(signup["account_id"].is_u64(), "{signup}");
+    let max = login(&cluster, "max@example.com");
+    let alice = customer(&cluster, 1);
+    let bob = customer(&cluster, 2);
+    // Text login saves the session for later commands.
+    let run = ok(
+        &cluster,
+        &[
+            "login",
+            "--email",
+            "customer1@example.com",
+            "--password",
+            PASSWORD,
+        ],
+    );
+    assert!(run.stdout.contains("logged in as account"), "{run:?}");
+    let shop = store(&cluster, &olivia, "Stone Shoes");
+    assert!(
+        ok(
+            &cluster,
+            &["store", "create", "--name", "Second", "--token", &olivia]
+        )
+        .stdout
+        .contains("created")
+    );
+    let p1 = product(
+        &cluster, &olivia, shop, "Boot", "footwear", "Oakridge", "43", "149.00", 5,
+    );
+    let run = ok(
+        &cluster,
+        &[
+            "product",
+            "add",
+            "--store",
+            &shop.to_string(),
+            "--name",
+            "Loafer",
+            "--category",
+            "footwear",
+            "--brand",
+            "Milano",
+            "--size",
+            "42",
+            "--price",
+            "12.34",
+            "--stock",
+            "2",
+            "--token",
+            &olivia,
+        ],
+    );
+    assert!(run.stdout.contains("added"), "{run:?}");
+    let p1s = p1.to_string();
+    let shown = ok(&cluster, &["product", "show", &p1s, "--json"]).json();
+    for field in [
+        "product_id",
+        "name",
+        "category",
+        "brand",
+        "size",
+        "price",
+        "stock",
+    ] {
+        assert!(!shown[field].is_null(), "{field} in {shown}");
+    }
+    assert_eq!(shown["price"], "149.00");
+    assert!(
+        ok(&cluster, &["product", "show", &p1s])
+            .stdout
+            .contains("149.00")
+    );
+    let updated = ok(
+        &cluster,
+        &[
+            "product", "update", &p1s, "--price", "139.00", "--stock", "6", "--token", &olivia,
+            "--json",
+        ],
+    )
+    .json();
+    assert_eq!(updated["price"], "139.00", "{updated}");
+    assert_eq!(updated["stock"], 6, "{updated}");
+    let listing = ok(&cluster, &["products", "--category", "footwear", "--json"]).json();
+    assert_eq!(
+        listing["products"].as_array().unwrap().len(),
+        2,
+        "{listing}"
+    );
+    assert!(listing.get("next").is_some(), "{listing}");
+    assert!(
+        ok(&cluster, &["products", "--brand", "milano"])
+            .stdout
+            .contains("Loafer")
+    );
+    // Carts: add accumulates, remove, show, checkout, orders.
+    ok(&cluster, &["cart", "add", &p1s, "--token", &alice]);
+    let cart = ok(
+        &cluster,
+        &[
+            "cart", "add", &p1s, "--qty", "2", "--token", &alice, "--json",
+        ],
+    )
+    .json();
+    assert!(cart.to_string().contains('3'), "{cart}");
+    ok(
+        &cluster,
+        &["cart", "remove", &p1s, "--qty", "1", "--token", &alice],
+    );
+    assert!(
+        ok(&cluster, &["cart", "--token", &alice])
+            .stdout
+            .contains("2 x 139.00")
+    );
+    ok(&cluster, &["cart", "--token", &alice, "--json"]).json();
+    let order = ok(&cluster, &["checkout", "--token", &alice, "--json"]).json();
+    assert!(order["order_id"].is_u64(), "{order}");
+    assert_eq!(order["total"], "278.00", "{order}");
+    let orders = ok(&cluster, &["orders", "--token", &alice, "--json"]).json();
+    assert_eq!(orders["orders"].as_array().unwrap().len(), 1, "{orders}");
+    assert!(
+        ok(&cluster, &["orders", "--token", &alice])
+            .stdout
+            .contains("278.00")
+    );
+    let sales = ok(&cluster, &["sales", "--token", &olivia, "--json"]).json();
+    assert_eq!(sales["products"][0]["units"], 2, "{sales}");
+    assert_eq!(sales["products"][0]["revenue"], "278.00", "{sales}");
+    assert!(
+        ok(
+            &cluster,
+            &["sales", "--store", &shop.to_string(), "--token", &olivia]
+        )
+        .stdout
+        .contains("units 2")
+    );
+    // Users.
+    let users = ok(
+        &cluster,
+        &["users", "--pattern", "cust*", "--token", &olivia, "--json"],
+    )
+    .json();
+    assert!(
+        users.to_string().contains("customer1@example.com"),
+        "{users}"
+    );
+    assert!(
+        ok(&cluster, &["users", "--token", &bob])
+            .stdout
+            .contains("olivia@example.com")
+    );
+    // Chat.
+    let sent = ok(
+        &cluster,
+        &[
+            "chat",
+            "send",
+            "--to",
+            "olivia@example.com",
+            "hello there",
+            "--token",
+            &alice,
+            "--json",
+        ],
+    )
+    .json();
+    ok(
+        &cluster,
+        &[
+            "chat",
+            "send",
+            "--to",
+            "olivia@example.com",
+            "second",
+            "--token",
+            &bob,
+        ],
+    );
+    let read = ok(
+        &cluster,
+        &["chat", "read", "--unread", "--token", &olivia, "--json"],
+    )
+    .json();
+    let messages = read["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{read}");
+    for field in ["id", "from", "text"] {
+        assert!(!messages[0][field].is_null(), "{field} in {read}");
+    }
+    assert!(
+        ok(&cluster, &["chat", "read", "--unread", "--token", &olivia])
+            .stdout
+            .contains("no messages")
+    );
+    let id = sent
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>();
+    ok(&cluster, &["chat", "delete", &id, "--token", &olivia]);
+    assert!(
+        !ok(&cluster, &["chat", "read", "--token", &olivia])
+            .stdout
+            .contains("hello there")
+    );
+    // kv.
+    ok(&cluster, &["kv", "put", "k", "v1"]);
+    assert_eq!(
+        ok(&cluster, &["kv", "get", "k", "--json"]).json()["value"],
+        "v1"
+    );
+    ok(&cluster, &["kv", "cas", "k", "v1", "v2"]);
+    refused(&cluster, &["kv", "cas", "k", "v1", "v3"], 4, "");
+    assert!(ok(&cluster, &["kv", "scan", "k"]).stdout.contains("k = v2"));
+    ok(&cluster, &["kv", "del", "k"]);
+    assert_eq!(
+        ok(&cluster, &["kv", "get", "k", "--json"]).json()["value"],
+        Value::Null
+    );
+    // Constraints: exit 2 naming the field; duplicates 4; unknown ids 3; sessions 5.
+    let s = shop.to_string();
+    let add = |field: &str, value: &str| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "product",
+            "add",
+            "--store",
+            &s,
+            "--name",
+            "N",
+            "--category",
+            "c",
+            "--brand",
+            "b",
+            "--size",
+            "1",
+            "--price",
+            "1.00",
+            "--stock",
+            "1",
+            "--token",
+            &olivia,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let at = args
+            .iter()
+            .position(|a| a == &format!("--{field}"))
+            .unwrap();
+        args[at + 1] = value.to_owned();
+        args
+    };
+    for (field, value) in [
+        ("price", "0"),
+        ("price", "-1.00"),
+        ("stock", "-1"),
+        ("name", ""),
+    ] {
+        let args = add(field, value);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&cluster, &refs, 2, field);
+    }
+    let long = "x".repeat(101);
+    let args = add("name", &long);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    refused(&cluster, &refs, 2, "name");
+    let signup_with = |contact: &str, email: &str| {
+        vec![
+            "signup".to_owned(),
+            "--role".into(),
+            "customer".into(),
+            "--name".into(),
+            "Z".into(),
+            "--email".into(),
+            email.into(),
+            "--password".into(),
+            PASSWORD.into(),
+            "--address".into(),
+            "Street 1".into(),
+            "--contact".into(),
+            contact.into(),
+        ]
+    };
+    for (contact, email, code, field) in [
+        ("12345", "z@example.com", 2, "contact"),
+        ("+1234567890123456", "z@example.com", 2, "contact"),
+        ("12a4567", "z@example.com", 2, "contact"),
+        ("5551234", "z@@example.com", 2, "email"),
+        ("5551234", "z@localhost", 2, "email"),
+        (
+            "5551234",
+            "customer1@example.com",
+            4,
+            "customer1@example.com",
+        ),
+    ] {
+        let args = signup_with(contact, email);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&cluster, &refs, code, field);
+    }
+    refused(
+        &cluster,
+        &["cart", "add", &p1s, "--qty", "0", "--token", &bob],
+        2,
+        "qty",
+    );
+    refused(&cluster, &["product", "show", "999999"], 3, "999999");
+    refused(
+        &cluster,
+        &["cart", "add", "999999", "--token", &bob],
+        3,
+        "999999",
+    );
+    refused(
+        &cluster,
+        &["cart", "--token", "not-a-real-session-token"],
+        5,
+        "session",
+    );
+    refused(
+        &cluster,
+        &[
+            "product", "update", &p1s, "--price", "1.00", "--token", &max,
+        ],
+        5,
+        "",
+    );
+    // Logout and account deletion end the session.
+    ok(&cluster, &["logout", "--token", &bob]);
+    refused(&cluster, &["cart", "--token", &bob], 5, "session");
+    // The saved session (text login above) works without --token, and logout forgets it.
+    ok(&cluster, &["cart"]);
+    ok(&cluster, &["logout"]);
+    refused(&cluster, &["cart"], 5, "login");
+    let carol = customer(&cluster, 3);
+    ok(&cluster, &["account", "delete", "--token", &carol]);
+    refused(&cluster, &["orders", "--token", &carol], 5, "session");
+}

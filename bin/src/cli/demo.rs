@@ -1354,20 +1354,17 @@ pub fn run(global: &GlobalArgs, args: &DemoArgs) -> CliResult {
     Ok(())
 }
 
-fn tour(global: &GlobalArgs, say: &Say, dir: &Path, started: Instant) -> CliResult<Value> {
-    let setup_title = "a fresh 3-node cluster";
-    say.raw("Shoal demo: a shop and its chat on a 3-node Raft cluster, run end to end.");
-    say.heading(1, setup_title);
-    let base_port = free_ports(NODES as u16).map_err(|e| failed(1, setup_title, e))?;
+/// `shoal init` on free ports with cheap password costs, then every node started.
+fn start_cluster(say: &Say, dir: &Path) -> CliResult<Nodes> {
+    let base_port = free_ports(NODES as u16)?;
     let report = layout::init_cluster(&InitOptions {
         dir: dir.to_path_buf(),
         nodes: NODES,
         host: "127.0.0.1".into(),
         base_port,
         name: "shoal-demo".into(),
-    })
-    .map_err(|e| failed(1, setup_title, e.into()))?;
-    cheap_passwords(dir).map_err(|e| failed(1, setup_title, e))?;
+    })?;
+    cheap_passwords(dir)?;
     say.command(
         None,
         &format!(
@@ -1384,13 +1381,33 @@ fn tour(global: &GlobalArgs, say: &Say, dir: &Path, started: Instant) -> CliResu
         children: BTreeMap::new(),
     };
     for id in 1..=NODES {
-        let pid = nodes.spawn(id).map_err(|e| failed(1, setup_title, e))?;
+        let pid = nodes.spawn(id)?;
         say.note(&format!(
             "node {id} started: shoal node --data-dir {} (pid {pid}, 127.0.0.1:{})",
             layout::node_dir(dir, id).display(),
             base_port + id as u16 - 1
         ));
     }
+    Ok(nodes)
+}
+
+fn tour(global: &GlobalArgs, say: &Say, dir: &Path, started: Instant) -> CliResult<Value> {
+    let setup_title = "a fresh 3-node cluster";
+    say.raw("Shoal demo: a shop and its chat on a 3-node Raft cluster, run end to end.");
+    say.heading(1, setup_title);
+    // Free ports can be taken between the probe and the nodes' bind: a few attempts.
+    let mut attempt = 0;
+    let nodes = loop {
+        attempt += 1;
+        match start_cluster(say, dir) {
+            Ok(nodes) => break nodes,
+            Err(e) if attempt < 3 => {
+                say.note(&format!("{}; trying again on other ports", e.message));
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Err(e) => return Err(failed(1, setup_title, e)),
+        }
+    };
     let mut local = global.clone();
     local.cluster_dir = dir.to_path_buf();
     local.cluster = Vec::new();
