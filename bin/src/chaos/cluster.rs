@@ -326,3 +326,26 @@ impl Drop for LocalCluster {
         }
     }
 }
+
+/// Whether the last WAL record of a stopped node lies beyond what its state machine has
+/// durably applied, as an unsynced tail would (a record the state machine applied was synced
+/// before, and a lost synced record is a disk that lies, which Raft does not survive). Opens
+/// the node's state machine and log read-only in effect (both recover as the node would at
+/// its next start) and returns `(last log index, applied index)`.
+pub fn wal_tail_beyond_applied(data_dir: &Path) -> Result<(u64, u64, bool), String> {
+    use shoal_engine::StateMachine;
+    use shoal_wal::LogStore;
+    let applied = {
+        let shop = shoal_shop::Shop::open(data_dir.join(crate::node::SHOP_DIR))
+            .map_err(|e| format!("cannot open the state machine: {e}"))?;
+        shop.applied_index()
+    };
+    let last = {
+        let mut options = shoal_wal::WalOptions::for_data_dir(data_dir);
+        options.segment_bytes = 256 << 10;
+        options.preallocate_in_background = false;
+        let wal = shoal_wal::Wal::open(options).map_err(|e| format!("cannot open the WAL: {e}"))?;
+        wal.last_index()
+    };
+    Ok((last, applied, last > applied))
+}

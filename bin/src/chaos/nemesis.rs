@@ -295,15 +295,25 @@ impl Nemesis {
     pub async fn run(&mut self, until: Instant, hold: Duration, settle: Duration) {
         let mut queue: Vec<FaultKind> = Vec::new();
         let mut rounds = 0;
-        // At least one full cycle, so that every kind is injected once.
-        while rounds < FaultKind::ALL.len() || Instant::now() + hold < until {
+        // Until every kind was injected once (bounded), and until the end of the duration.
+        while (self.counts.len() < FaultKind::ALL.len() && rounds < 3 * FaultKind::ALL.len())
+            || Instant::now() + hold < until
+        {
             rounds += 1;
             if queue.is_empty() {
                 queue = FaultKind::ALL.to_vec();
                 queue.shuffle(&mut self.rng);
             }
             let Some(kind) = queue.pop() else { break };
+            let before = self.counts.get(&kind).copied().unwrap_or(0);
             self.round(kind, hold).await;
+            if kind == FaultKind::WalTear && self.counts.get(&kind).copied().unwrap_or(0) == before
+            {
+                // Nothing could be torn this time (every record applied): try again later in
+                // the cycle.
+                let at = self.rng.random_range(0..=queue.len());
+                queue.insert(at, kind);
+            }
             let crashed: Vec<String> = {
                 let mut cluster = self.cluster();
                 cluster
@@ -343,7 +353,24 @@ impl Nemesis {
                 self.cluster().kill(id);
                 let mut text = format!("SIGKILL node {id}");
                 if kind == FaultKind::WalTear {
-                    let wal = self.cluster().data_dir(id).join("wal");
+                    let data_dir = self.cluster().data_dir(id);
+                    match super::cluster::wal_tail_beyond_applied(&data_dir) {
+                        Ok((_, _, true)) => {}
+                        Ok((last, applied, false)) => {
+                            // Every record is applied: none could be an unsynced tail.
+                            self.log(format!(
+                                "wal_tear: node {id}'s log ends at {last}, all applied ({applied}): nothing unsynced-looking to tear"
+                            ));
+                            self.restart(id).await;
+                            return;
+                        }
+                        Err(error) => {
+                            self.log(format!("wal_tear: node {id}: {error}"));
+                            self.restart(id).await;
+                            return;
+                        }
+                    }
+                    let wal = data_dir.join("wal");
                     match shoal_wal::recovery::tear_last_record(&wal) {
                         Ok(Some((path, len))) => text.push_str(&format!(
                             ", tore the last record of {} ({len} bytes cut)",
