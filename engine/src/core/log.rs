@@ -182,12 +182,14 @@ impl RaftLog {
     /// Replaces the whole log by a snapshot point (a snapshot installed from the leader whose
     /// last entry this log does not hold).
     pub fn reset(&mut self, index: u64, term: u64) {
+        // Until the snapshot is durable, the store still holds the old log: only its committed
+        // prefix is known to agree with the snapshot.
+        self.persisted = self.persisted.min(self.commit);
         self.entries.clear();
         self.snapshot_index = index;
         self.snapshot_term = term;
         self.commit = index;
         self.applied = index;
-        self.persisted = self.persisted.min(index);
         self.unstable_from = index + 1;
     }
 

@@ -776,6 +776,9 @@ impl RawNode {
                         false,
                     );
                 }
+                // The answer to a read forwarded in an older term: fail it so the client
+                // retries now instead of waiting out its timeout.
+                MessageBody::ReadIndexResponse { id, .. } => self.aborted_reads.push(id),
                 _ => {}
             }
             return;

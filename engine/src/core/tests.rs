@@ -1006,3 +1006,79 @@ fn a_malformed_append_from_a_peer_is_dropped_without_touching_the_log() {
         },
     });
 }
+
+#[test]
+fn a_read_index_answer_from_an_older_term_aborts_the_read_instead_of_losing_it() {
+    let mut net = Net::fresh(3);
+    net.elect(1);
+    let term = net.node(1).term();
+    net.node(2).read_index(5).unwrap();
+    let forwarded = net.node(2).ready().messages;
+    assert!(
+        forwarded
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::ReadIndex { id: 5 }))
+    );
+    // Node 2 moves to a newer term before the old leader's answer arrives.
+    net.node(2).step(Message {
+        from: 3,
+        to: 2,
+        term: term + 1,
+        body: MessageBody::Heartbeat {
+            commit: 0,
+            round: 1,
+        },
+    });
+    assert_eq!(net.node(2).term(), term + 1);
+    let _ = net.node(2).ready();
+    net.node(2).step(Message {
+        from: 1,
+        to: 2,
+        term,
+        body: MessageBody::ReadIndexResponse {
+            id: 5,
+            index: Some(1),
+        },
+    });
+    let ready = net.node(2).ready();
+    assert_eq!(ready.aborted_reads, vec![5], "the client retries at once");
+}
+
+#[test]
+fn an_installed_snapshot_replacing_the_log_claims_no_commit_over_old_entries_until_durable() {
+    // Node 2 holds durable entries 2..=4, uncommitted; the leader's snapshot at 3 has another
+    // term there, so the log is discarded. Until the snapshot is durable, the store still
+    // holds the old entries: a saved commit index above 1 would make a restart apply them.
+    let mut recovered = Recovered::bootstrap([1, 2, 3]);
+    recovered.entries = entries_with_terms(&[1, 1, 2, 2]);
+    recovered.hard_state.term = 3;
+    recovered.hard_state.commit = 1;
+    let mut cfg = cfg(2);
+    cfg.lease_reads = false;
+    let mut node = RawNode::new(cfg, recovered).unwrap();
+    node.step(Message {
+        from: 1,
+        to: 2,
+        term: 3,
+        body: MessageBody::InstallSnapshot {
+            meta: SnapshotMeta {
+                index: 3,
+                term: 3,
+                membership: Membership::new([1, 2, 3]),
+            },
+            offset: 0,
+            data: Bytes::from_static(b"snap"),
+            done: true,
+        },
+    });
+    assert_eq!(node.commit_index(), 3);
+    let ready = node.ready();
+    assert!(ready.install_snapshot.is_some());
+    let commit = ready.hard_state.map_or(1, |h| h.commit);
+    assert!(
+        commit <= 1,
+        "commit {commit} saved before the snapshot is durable"
+    );
+    node.on_persisted(ready.number);
+    assert_eq!(node.ready().hard_state.map(|h| h.commit), Some(3));
+}
