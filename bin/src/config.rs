@@ -374,8 +374,10 @@ impl Default for SnapshotConfig {
 pub struct WalConfig {
     /// Size of each segment file (at least 4096 and a multiple of 8).
     pub segment_bytes: u64,
-    /// Bound on the WAL's bytes on disk: the node snapshots (and so compacts) before the log
-    /// grows past it. At least two segments.
+    /// Bound on the WAL's bytes on disk (segment files count whole, as preallocated): once a
+    /// second the node checks it and, when the log is past it, snapshots and so compacts.
+    /// Under steady writes the WAL stays within this plus about two segments (the one that
+    /// crossed it and one opened while the snapshot runs). At least two segments.
     pub max_bytes: u64,
 }
 
