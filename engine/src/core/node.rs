@@ -1658,7 +1658,8 @@ impl RawNode {
         };
         pr.recent_active = true;
         if let Some(matched) = match_index {
-            if matches!(pr.state, ProgressState::Snapshot { .. }) {
+            // A follower cannot match beyond what this leader holds (a peer's bug otherwise).
+            if matches!(pr.state, ProgressState::Snapshot { .. }) || matched > last_index {
                 return;
             }
             let advanced = pr.matched(matched);
@@ -1674,9 +1675,13 @@ impl RawNode {
             }
             self.send_appends(from, false);
         } else if let Some(hint) = reject {
+            if hint.rejected_prev_index > last_index {
+                // This leader never sent such a prev_index.
+                return;
+            }
             match pr.state {
                 ProgressState::Probe => {
-                    if hint.rejected_prev_index + 1 != pr.next_index {
+                    if hint.rejected_prev_index.checked_add(1) != Some(pr.next_index) {
                         return;
                     }
                 }
@@ -1695,7 +1700,8 @@ impl RawNode {
                 return;
             };
             pr.become_probe();
-            pr.next_index = (probe + 1)
+            pr.next_index = probe
+                .saturating_add(1)
                 .min(hint.rejected_prev_index)
                 .max(pr.match_index + 1);
             self.send_appends(from, false);

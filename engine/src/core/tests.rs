@@ -1082,3 +1082,43 @@ fn an_installed_snapshot_replacing_the_log_claims_no_commit_over_old_entries_unt
     node.on_persisted(ready.number);
     assert_eq!(node.ready().hard_state.map(|h| h.commit), Some(3));
 }
+
+#[test]
+fn absurd_append_responses_from_a_peer_neither_panic_nor_move_the_commit() {
+    let mut net = Net::fresh(3);
+    net.elect(1);
+    let commit = net.node(1).commit_index();
+    net.node(1).propose(Bytes::from_static(b"x")).unwrap();
+    let _ = net.node(1).ready();
+    let term = net.node(1).term();
+    for body in [
+        MessageBody::AppendResponse {
+            match_index: Some(u64::MAX),
+            reject: None,
+        },
+        MessageBody::AppendResponse {
+            match_index: None,
+            reject: Some(RejectHint {
+                rejected_prev_index: u64::MAX,
+                conflict_term: None,
+                conflict_index: u64::MAX,
+            }),
+        },
+    ] {
+        for from in [2, 3] {
+            net.node(1).step(Message {
+                from,
+                to: 1,
+                term,
+                body: body.clone(),
+            });
+        }
+    }
+    assert_eq!(net.node(1).commit_index(), commit);
+    assert_eq!(net.node(1).match_index(2), Some(commit));
+    // Replication goes on as usual.
+    net.pump();
+    net.tick(&[1], 2);
+    assert!(net.node(1).commit_index() > commit);
+    assert_eq!(net.node(2).commit_index(), net.node(1).commit_index());
+}
