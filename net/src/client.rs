@@ -37,12 +37,19 @@ pub struct ClientOptions {
     pub client_id: Option<u64>,
     /// Bound on one attempt: connect, send, and wait for the answer.
     pub attempt_timeout: Duration,
+    /// Bound on the QUIC handshake with one node. Much shorter than `attempt_timeout`: a live
+    /// node completes a handshake in milliseconds, while a dead or paused one never answers, and
+    /// a client that tried it first must move on to the others quickly (failover).
+    pub connect_timeout: Duration,
     /// Bound on a whole request, retries included.
     pub overall_timeout: Duration,
     /// Most attempts per request.
     pub max_attempts: u32,
-    /// Pause before retrying after `Unavailable` or a failed attempt.
+    /// First pause before retrying after `Unavailable` or a failed attempt; each further pause
+    /// doubles, up to `max_retry_backoff`.
     pub retry_backoff: Duration,
+    /// Longest pause between attempts.
+    pub max_retry_backoff: Duration,
     /// Largest request or response frame.
     pub max_frame_bytes: usize,
     /// Local address to bind; by default the unspecified address (or loopback when every
@@ -51,15 +58,19 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
-    /// Defaults: 3 s per attempt, 8 s overall, 8 attempts, 100 ms backoff.
+    /// Defaults: 3 s per attempt, 500 ms per handshake, 8 s overall, 32 attempts, backoff
+    /// from 50 ms doubling to 500 ms (so an election of a second or two is ridden out within
+    /// the overall bound, not cut short by the attempt count).
     pub fn new(addrs: Vec<SocketAddr>) -> Self {
         Self {
             addrs,
             client_id: None,
             attempt_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_millis(500),
             overall_timeout: Duration::from_secs(8),
-            max_attempts: 8,
-            retry_backoff: Duration::from_millis(100),
+            max_attempts: 32,
+            retry_backoff: Duration::from_millis(50),
+            max_retry_backoff: Duration::from_millis(500),
             max_frame_bytes: DEFAULT_MAX_CLIENT_FRAME_BYTES,
             bind_addr: None,
         }
@@ -305,6 +316,7 @@ impl Client {
         let mut last_error: Option<ClientError> = None;
         let mut tls_failures = 0u32;
         let mut attempts = 0u32;
+        let mut backoff = self.options.retry_backoff;
         while attempts < self.options.max_attempts && Instant::now() < deadline {
             request.attempt = attempts;
             attempts += 1;
@@ -349,7 +361,7 @@ impl Client {
                     match resolve(leader_addr.as_deref()).await {
                         Some(addr) if addr != target => Next::Address(addr),
                         _ => {
-                            self.pause(deadline).await;
+                            self.pause(&mut backoff, deadline).await;
                             Next::Rotate
                         }
                     }
@@ -360,16 +372,21 @@ impl Client {
                         addr: target,
                         message,
                     });
-                    self.pause(deadline).await;
+                    self.pause(&mut backoff, deadline).await;
                     Next::Rotate
                 }
                 Err(error) => {
                     debug!(%target, %error, "attempt failed");
                     if matches!(error, ClientError::Tls { .. }) {
                         tls_failures += 1;
+                        // Every node tried refused our certificate (or we refused theirs):
+                        // retrying will not change that, so say so at once.
+                        if tls_failures == attempts && tls_failures as usize >= addrs.len() {
+                            return Err(error);
+                        }
                     }
                     last_error = Some(error);
-                    self.pause(deadline).await;
+                    self.pause(&mut backoff, deadline).await;
                     Next::Rotate
                 }
             };
@@ -397,9 +414,15 @@ impl Client {
         })
     }
 
-    async fn pause(&self, deadline: Instant) {
-        let until = deadline_after(Instant::now(), self.options.retry_backoff).min(deadline);
+    /// Sleeps for `backoff` (never past `deadline`) and doubles it, up to the configured most.
+    async fn pause(&self, backoff: &mut Duration, deadline: Instant) {
+        let until = deadline_after(Instant::now(), *backoff).min(deadline);
         tokio::time::sleep_until(until).await;
+        *backoff = backoff.saturating_mul(2).min(
+            self.options
+                .max_retry_backoff
+                .max(self.options.retry_backoff),
+        );
     }
 
     /// One attempt at `addr`: no retry, no timeout (wrap it in one).
@@ -477,7 +500,13 @@ impl Client {
                 addr,
                 message: e.to_string(),
             })?;
-        let conn = connecting.await.map_err(|e| {
+        let handshake = tokio::time::timeout(self.options.connect_timeout, connecting)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                addr,
+                after: self.options.connect_timeout,
+            })?;
+        let conn = handshake.map_err(|e| {
             if is_tls_error(&e) {
                 ClientError::Tls {
                     addr,

@@ -641,3 +641,30 @@ async fn request_bytes_held_by_a_node_are_bounded() {
     client.close().await;
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_silent_node_is_passed_over_by_the_connect_timeout() {
+    init_tracing();
+    let ca = ClusterCa::generate("failover").unwrap();
+    let (node, channels) = start(&ca, 1).await;
+    serve(channels.client_requests, echo);
+    // A socket that receives datagrams but never answers: a killed or paused node.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut options = options(vec![
+        silent.local_addr().unwrap(),
+        node.local_addr().unwrap(),
+    ]);
+    // An attempt timeout longer than the whole request's bound: only the handshake bound can
+    // move the client from the silent address to the live node in time.
+    options.attempt_timeout = Duration::from_secs(60);
+    options.overall_timeout = Duration::from_secs(4);
+    options.connect_timeout = Duration::from_millis(200);
+    let client = Client::new(&client_identity(&ca), options).unwrap();
+    let answer = client
+        .request(RequestKind::Write, b"xyz".to_vec())
+        .await
+        .expect("the live node answers after the silent one times out");
+    assert_eq!(answer, b"zyx");
+    client.close().await;
+    node.shutdown().await;
+}
