@@ -1322,7 +1322,11 @@ pub fn run(global: &GlobalArgs, args: &DemoArgs) -> CliResult {
     let tmp = tempfile::Builder::new()
         .prefix("shoal-demo-")
         .tempdir()
-        .map_err(|e| CliError::io(format!("cannot create a temporary directory: {e}")))?;
+        .map_err(|e| {
+            CliError::io(format!(
+                "demo failed at step 1 (a fresh 3-node cluster): cannot create a temporary directory: {e}"
+            ))
+        })?;
     let dir = tmp.path().join("cluster");
     let outcome = tour(global, &say, &dir, started);
     let kept = if args.keep {
