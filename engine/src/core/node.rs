@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::log::RaftLog;
 use super::progress::{Progress, ProgressState};
@@ -1677,6 +1677,27 @@ impl RawNode {
         } else if let Some(hint) = reject {
             if hint.rejected_prev_index > last_index {
                 // This leader never sent such a prev_index.
+                return;
+            }
+            // A follower whose log matched up to `match_index` always points at or above it
+            // (its entries there match ours, and terms only grow along a log). A refusal of a
+            // message sent after that match that points below it means the follower lost
+            // entries it had acknowledged: its data dir was wiped and re-created. Start over
+            // from what it holds now (by snapshot when our log no longer reaches back there);
+            // the commit index never moves back, so this costs only re-sending.
+            if hint.rejected_prev_index >= pr.match_index
+                && hint.conflict_index < pr.match_index
+                && !matches!(pr.state, ProgressState::Snapshot { .. })
+            {
+                warn!(
+                    peer = from,
+                    acknowledged = pr.match_index,
+                    holds = hint.conflict_index,
+                    "follower lost entries it had acknowledged; replicating to it afresh"
+                );
+                pr.match_index = hint.conflict_index;
+                pr.become_probe();
+                self.send_appends(from, false);
                 return;
             }
             match pr.state {

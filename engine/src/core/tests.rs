@@ -576,6 +576,35 @@ fn a_lagging_follower_is_sent_the_snapshot_in_chunks_and_resumes() {
 }
 
 #[test]
+fn a_follower_whose_state_was_wiped_is_caught_up_by_snapshot() {
+    let mut net = Net::fresh(3);
+    net.elect(1);
+    for i in 0..10 {
+        net.node(1).propose(Bytes::from(format!("e{i}"))).unwrap();
+    }
+    net.pump();
+    assert_eq!(net.node(3).last_index(), net.node(1).last_index());
+    let applied = net.node(1).applied_index();
+    net.node(1).snapshot_taken(applied).unwrap();
+    net.pump();
+    // Node 3's data dir is deleted and re-created from the cluster files: it starts afresh.
+    net.nodes.insert(
+        3,
+        RawNode::new(cfg(3), Recovered::bootstrap([1, 2, 3])).unwrap(),
+    );
+    net.node(1).propose(Bytes::from_static(b"after")).unwrap();
+    net.pump();
+    net.tick(&[1], 30);
+    assert_eq!(
+        net.node(3).snapshot().index,
+        applied,
+        "node 3 got the snapshot"
+    );
+    assert_eq!(net.node(3).last_index(), net.node(1).last_index());
+    assert_eq!(net.node(3).commit_index(), net.node(1).commit_index());
+}
+
+#[test]
 fn snapshot_chunks_out_of_order_are_refused_with_the_expected_offset() {
     let mut follower = node_with_log(2, &[1, 2], &[], 1);
     let meta = SnapshotMeta {
