@@ -65,6 +65,9 @@ pub enum MessageBody {
     HeartbeatResponse {
         /// The round acknowledged.
         round: u64,
+        /// The follower's last log index: a leader learns from it that a follower lost entries
+        /// it had acknowledged (a wiped data dir) even when no append is under way.
+        last_index: u64,
     },
     /// Candidate or pre-candidate → voter.
     RequestVote {

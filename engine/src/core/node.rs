@@ -806,7 +806,12 @@ impl RawNode {
                 if commit > self.log.commit && commit <= self.log.last_index() {
                     self.log.commit = commit;
                 }
-                self.respond(from, MessageBody::HeartbeatResponse { round }, false);
+                let last_index = self.log.last_index();
+                self.respond(
+                    from,
+                    MessageBody::HeartbeatResponse { round, last_index },
+                    false,
+                );
             }
             MessageBody::InstallSnapshot {
                 meta,
@@ -824,7 +829,9 @@ impl RawNode {
                 match_index,
                 reject,
             } => self.handle_append_response(from, match_index, reject),
-            MessageBody::HeartbeatResponse { round } => self.handle_heartbeat_response(from, round),
+            MessageBody::HeartbeatResponse { round, last_index } => {
+                self.handle_heartbeat_response(from, round, last_index)
+            }
             MessageBody::InstallSnapshotResponse {
                 index,
                 snapshot_term,
@@ -1729,7 +1736,7 @@ impl RawNode {
         }
     }
 
-    fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
+    fn handle_heartbeat_response(&mut self, from: NodeId, round: u64, follower_last: u64) {
         if self.role != Role::Leader {
             return;
         }
@@ -1738,7 +1745,23 @@ impl RawNode {
             return;
         };
         pr.recent_active = true;
+        let fresh = round >= pr.acked_round;
         pr.acked_round = pr.acked_round.max(round);
+        if fresh
+            && follower_last < pr.match_index
+            && !matches!(pr.state, ProgressState::Snapshot { .. })
+        {
+            // The follower holds less than it acknowledged: it lost its state (see
+            // `handle_append_response`). Replicate to it afresh; commit never moves back.
+            warn!(
+                peer = from,
+                acknowledged = pr.match_index,
+                holds = follower_last,
+                "follower lost entries it had acknowledged; replicating to it afresh"
+            );
+            pr.match_index = follower_last;
+            pr.become_probe();
+        }
         if pr.match_index < last_index && pr.state == ProgressState::Probe {
             pr.paused = false;
         }

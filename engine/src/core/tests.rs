@@ -575,8 +575,7 @@ fn a_lagging_follower_is_sent_the_snapshot_in_chunks_and_resumes() {
     assert_eq!(net.node(3).last_index(), net.node(1).last_index());
 }
 
-#[test]
-fn a_follower_whose_state_was_wiped_is_caught_up_by_snapshot() {
+fn wiped_follower_is_caught_up_by_snapshot(write_after_wipe: bool) {
     let mut net = Net::fresh(3);
     net.elect(1);
     for i in 0..10 {
@@ -592,8 +591,12 @@ fn a_follower_whose_state_was_wiped_is_caught_up_by_snapshot() {
         3,
         RawNode::new(cfg(3), Recovered::bootstrap([1, 2, 3])).unwrap(),
     );
-    net.node(1).propose(Bytes::from_static(b"after")).unwrap();
-    net.pump();
+    if write_after_wipe {
+        // The next append is refused: the refusal reveals the lost entries.
+        net.node(1).propose(Bytes::from_static(b"after")).unwrap();
+        net.pump();
+    }
+    // Otherwise heartbeats alone must reveal them (the follower reports its last index).
     net.tick(&[1], 30);
     assert_eq!(
         net.node(3).snapshot().index,
@@ -602,6 +605,16 @@ fn a_follower_whose_state_was_wiped_is_caught_up_by_snapshot() {
     );
     assert_eq!(net.node(3).last_index(), net.node(1).last_index());
     assert_eq!(net.node(3).commit_index(), net.node(1).commit_index());
+}
+
+#[test]
+fn a_follower_whose_state_was_wiped_is_caught_up_by_snapshot_after_a_write() {
+    wiped_follower_is_caught_up_by_snapshot(true);
+}
+
+#[test]
+fn a_follower_whose_state_was_wiped_is_caught_up_by_snapshot_on_heartbeats_alone() {
+    wiped_follower_is_caught_up_by_snapshot(false);
 }
 
 #[test]
