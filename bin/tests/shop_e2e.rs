@@ -545,7 +545,6 @@ fn restarts_lose_and_reapply_nothing() {
 /// `shoal init`'s files (node.toml and certificates kept, all state removed) rejoins and
 /// receives the whole shop through a snapshot (the others' logs are compacted first).
 #[test]
-#[ignore = "gap: the leader ignores the wiped follower's rejections (engine/src/core/node.rs handle_append_response, Replicate state: rejected_prev_index <= match_index is taken for stale) so it never falls back to a snapshot"]
 fn a_wiped_node_rejoins_and_receives_the_shop_through_a_snapshot() {
     let _serial = serial();
     let mut cluster = started(|_| {});
