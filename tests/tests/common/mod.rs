@@ -1,4 +1,5 @@
-//! A harness for real `shoal` processes on 127.0.0.1: finds (or builds) the binary, picks free
+//! A harness for real `shoal` processes on 127.0.0.1, shared by `tests/tests/` and
+//! `bin/tests/` (which includes this file by path): finds (or builds) the binary, picks free
 //! ports, runs `shoal init`, starts and signals `shoal node` processes, runs CLI commands with
 //! a bound, and polls until a condition holds. Every process it starts is killed when the
 //! [`Cluster`] drops, even when the test fails.
@@ -12,6 +13,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shoal::api::{AdminBody, AdminReply, NodeStatus};
+use shoal::cli::client::Connection;
+use shoal::cli::{Consistency, GlobalArgs};
 use shoal::config::NodeConfig;
 use shoal::node::process::{self, Signal};
 
@@ -53,11 +57,16 @@ pub fn cargo_build(args: &[&str]) -> PathBuf {
     profile_dir
 }
 
-/// The `shoal` binary of this test's target directory, built first (once per test process).
+/// The `shoal` binary: the one cargo built for this crate's tests when it has one (the
+/// `shoal` crate's own tests), else built into this test's target directory (once per test
+/// process).
 pub fn shoal_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let bin = cargo_build(&["--bin", "shoal"]).join("shoal");
+        let bin = match option_env!("CARGO_BIN_EXE_shoal") {
+            Some(path) => PathBuf::from(path),
+            None => cargo_build(&["--bin", "shoal"]).join("shoal"),
+        };
         assert!(bin.is_file(), "no shoal binary at {}", bin.display());
         bin
     })
@@ -428,6 +437,37 @@ impl Cluster {
     /// The node's log file (`DATA/logs/node.log`).
     pub fn node_log(&self, id: u64) -> String {
         std::fs::read_to_string(self.node_dir(id).join("logs").join("node.log")).unwrap_or_default()
+    }
+
+    /// Global flags for in-process clients of this cluster (the lib's `cli::client`).
+    pub fn global(&self) -> GlobalArgs {
+        GlobalArgs {
+            cluster_dir: self.dir.clone(),
+            cluster: Vec::new(),
+            ca: None,
+            cert: None,
+            key: None,
+            token: None,
+            json: false,
+            consistency: Consistency::Linearizable,
+        }
+    }
+
+    /// Every node's status asked in-process (None: unreachable), by id.
+    pub fn statuses(&self, conn: &Connection) -> BTreeMap<u64, Option<NodeStatus>> {
+        let targets = conn.targets().to_vec();
+        let results = conn.admin_each(&targets, &AdminBody::Status);
+        targets
+            .iter()
+            .zip(results)
+            .map(|(t, r)| {
+                let status = match r {
+                    Ok(AdminReply::Status(s)) => Some(s),
+                    _ => None,
+                };
+                (t.id.unwrap_or(0), status)
+            })
+            .collect()
     }
 
     /// The ids of the node processes this harness runs.
