@@ -42,6 +42,10 @@ impl Ks {
     }
 }
 
+/// Largest memtable of a keyspace. fjall's default (64 MiB) makes every insert a deep,
+/// cache-missing skiplist search; that search was most of the apply thread's time under load.
+const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+
 /// One generation of the state: a fjall database in its own directory.
 pub(crate) struct Store {
     pub(crate) db: Database,
@@ -55,9 +59,10 @@ impl Store {
     /// Opens (or creates) the database in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Store, StoreError> {
         let db = Database::builder(dir).open()?;
-        let meta = db.keyspace(Ks::Meta.name(), KeyspaceCreateOptions::default)?;
-        let data = db.keyspace(Ks::Data.name(), KeyspaceCreateOptions::default)?;
-        let kv = db.keyspace(Ks::Kv.name(), KeyspaceCreateOptions::default)?;
+        let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
+        let meta = db.keyspace(Ks::Meta.name(), options)?;
+        let data = db.keyspace(Ks::Data.name(), options)?;
+        let kv = db.keyspace(Ks::Kv.name(), options)?;
         Ok(Store {
             db,
             meta,
