@@ -23,6 +23,7 @@ use quinn::{Connection, Endpoint, VarInt};
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::coalesce::{self, Outgoing};
 use crate::frame;
 use crate::peer::{deadline_after, describe_connection_error, is_tls_error};
 use crate::protocol::{ClientRequest, ClientResponse, DEFAULT_MAX_CLIENT_FRAME_BYTES, RequestKind};
@@ -152,7 +153,7 @@ pub struct Client {
     next_seq: AtomicU64,
     /// Lanes not held by a request in flight (see the module docs).
     free_lanes: Mutex<Vec<Lane>>,
-    connections: tokio::sync::Mutex<HashMap<SocketAddr, Connection>>,
+    connections: tokio::sync::Mutex<HashMap<SocketAddr, Link>>,
     /// One gate per node address: held by the request dialing it.
     dialing: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
     leader_hint: Mutex<Option<SocketAddr>>,
@@ -197,6 +198,7 @@ impl Client {
         let mut config = tls::quic_client_config(tls::client_client_config(identity)?)?;
         let mut transport = quinn::TransportConfig::default();
         transport.keep_alive_interval(Some(Duration::from_secs(2)));
+        crate::peer::let_mtu_discovery_climb(&mut transport);
         config.transport_config(Arc::new(transport));
         let bind_addr = options.bind_addr.unwrap_or_else(|| {
             let all_loopback = options.addrs.iter().all(|a| a.ip().is_loopback());
@@ -431,8 +433,9 @@ impl Client {
         addr: SocketAddr,
         request: &ClientRequest,
     ) -> Result<ClientResponse, ClientError> {
-        let conn = self.connection(addr).await?;
-        let result = self.exchange(&conn, addr, request).await;
+        let link = self.connection(addr).await?;
+        let conn = &link.conn;
+        let result = self.exchange(&link, addr, request).await;
         if result.is_err()
             && let Some(reason) = conn.close_reason()
         {
@@ -456,25 +459,39 @@ impl Client {
 
     async fn exchange(
         &self,
-        conn: &Connection,
+        link: &Link,
         addr: SocketAddr,
         request: &ClientRequest,
     ) -> Result<ClientResponse, ClientError> {
         let transport = |message: String| ClientError::Transport { addr, message };
         let bytes = request.to_bytes().map_err(|e| transport(e.to_string()))?;
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| transport(e.to_string()))?;
-        frame::write_frame(&mut send, &bytes, self.options.max_frame_bytes)
+        let frame = frame::frame_bytes(&bytes, self.options.max_frame_bytes)
+            .map_err(|e| transport(e.to_string()))?;
+        let (send, mut recv) = link
+            .conn
+            .open_bi()
             .await
             .map_err(|e| transport(e.to_string()))?;
-        send.finish().map_err(|e| transport(e.to_string()))?;
+        // Written by the connection's writer, together with other requests ready now; a
+        // failed write shows as the answer's stream failing below.
+        link.outbox
+            .send(Outgoing {
+                send,
+                frame,
+                timeout: self.options.attempt_timeout,
+            })
+            .map_err(|_| transport("the connection's writer stopped".into()))?;
         let payload = frame::read_frame(&mut recv, self.options.max_frame_bytes)
             .await
             .map_err(|e| transport(format!("bad response: {e}")))?
             .ok_or_else(|| transport("stream closed without a response".into()))?;
+        frame::read_end(&mut recv)
+            .await
+            .map_err(|e| transport(format!("bad response: {e}")))?;
         ClientResponse::from_bytes(&payload).map_err(|e| transport(format!("bad response: {e}")))
     }
 
-    async fn connection(&self, addr: SocketAddr) -> Result<Connection, ClientError> {
+    async fn connection(&self, addr: SocketAddr) -> Result<Link, ClientError> {
         if let Some(conn) = self.cached_connection(addr).await {
             return Ok(conn);
         }
@@ -519,32 +536,44 @@ impl Client {
                 }
             }
         })?;
-        self.connections.lock().await.insert(addr, conn.clone());
-        Ok(conn)
+        let link = Link {
+            conn,
+            outbox: coalesce::spawn_writer(),
+        };
+        self.connections.lock().await.insert(addr, link.clone());
+        Ok(link)
     }
 
     /// The cached connection to `addr`, if it is still open.
-    async fn cached_connection(&self, addr: SocketAddr) -> Option<Connection> {
+    async fn cached_connection(&self, addr: SocketAddr) -> Option<Link> {
         self.connections
             .lock()
             .await
             .get(&addr)
-            .filter(|conn| conn.close_reason().is_none())
+            .filter(|link| link.conn.close_reason().is_none())
             .cloned()
     }
 
     /// UDP datagrams received so far on the cached connection to `addr`, if there is one.
     async fn datagrams_received(&self, addr: SocketAddr) -> Option<u64> {
+        self.connection_stats(addr)
+            .await
+            .map(|stats| stats.udp_rx.datagrams)
+    }
+
+    /// QUIC statistics of the open connection to `addr`, if there is one: datagrams and frames
+    /// each way, the path's MTU and round-trip time. For diagnostics.
+    pub async fn connection_stats(&self, addr: SocketAddr) -> Option<quinn::ConnectionStats> {
         self.connections
             .lock()
             .await
             .get(&addr)
-            .map(|conn| conn.stats().udp_rx.datagrams)
+            .map(|link| link.conn.stats())
     }
 
     async fn forget_connection(&self, addr: SocketAddr) {
-        if let Some(conn) = self.connections.lock().await.remove(&addr) {
-            conn.close(VarInt::from_u32(0), b"abandoned");
+        if let Some(link) = self.connections.lock().await.remove(&addr) {
+            link.conn.close(VarInt::from_u32(0), b"abandoned");
         }
     }
 
@@ -554,6 +583,14 @@ impl Client {
         self.endpoint.close(VarInt::from_u32(0), b"client closed");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
+}
+
+/// An open connection to a node and its writer (requests are written together, see
+/// [`crate::coalesce`]).
+#[derive(Clone, Debug)]
+struct Link {
+    conn: Connection,
+    outbox: tokio::sync::mpsc::UnboundedSender<Outgoing>,
 }
 
 /// A random client id; never 0, which the state machine treats as anonymous (no

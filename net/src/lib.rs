@@ -56,6 +56,7 @@
 //! ```
 
 pub mod client;
+mod coalesce;
 pub mod codec;
 pub mod fault;
 pub mod frame;

@@ -58,6 +58,8 @@ pub mod codes {
     pub const MALFORMED: u32 = 1;
     /// The request exceeded the size bound.
     pub const TOO_LARGE: u32 = 2;
+    /// The peer did not read a frame in time; its stream was reset.
+    pub const UNREAD: u32 = 3;
     /// First code free for the node's own reasons.
     pub const NODE_BASE: u32 = 100;
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{debug, warn};
 
+use crate::coalesce::{self, Outgoing};
 use crate::frame::{self, FrameError};
 use crate::peer::Stats;
 use crate::protocol::{ClientRequest, ClientResponse, codes};
@@ -47,6 +48,8 @@ pub struct Responder {
     /// The request's share of [`crate::PeerTransportConfig::max_client_request_bytes`],
     /// returned when the responder goes (answered or dropped).
     _request_bytes: Option<OwnedSemaphorePermit>,
+    /// The connection's writer (see [`crate::coalesce`]).
+    outbox: mpsc::UnboundedSender<Outgoing>,
 }
 
 /// Why a response could not be sent.
@@ -67,28 +70,46 @@ pub enum RespondError {
 impl Responder {
     /// Sends `response` and finishes the stream.
     ///
+    /// The frame is handed to the connection's writer, which writes the answers that are ready
+    /// together; an error writing to a client that went away is logged there, not returned.
+    ///
     /// A response larger than the client frame bound cannot be sent: the client is answered
     /// [`ClientResponse::Rejected`] with [`codes::TOO_LARGE`] instead (so it does not retry a
     /// request whose answer can never fit), and the error is returned.
-    pub async fn respond(mut self, response: &ClientResponse) -> Result<(), RespondError> {
+    pub async fn respond(self, response: &ClientResponse) -> Result<(), RespondError> {
         let bytes = response.to_bytes()?;
-        if bytes.len() > self.max_frame_bytes {
-            let error = FrameError::TooLarge {
-                len: bytes.len() as u64,
-                max: self.max_frame_bytes,
-            };
-            let refusal = ClientResponse::Rejected {
-                code: codes::TOO_LARGE,
-                message: format!("the response is too large to send: {error}"),
+        match frame::frame_bytes(&bytes, self.max_frame_bytes) {
+            Ok(frame) => {
+                self.queue(frame);
+                Ok(())
             }
-            .to_bytes()?;
-            frame::write_frame(&mut self.send, &refusal, self.max_frame_bytes).await?;
-            self.send.finish()?;
-            return Err(error.into());
+            Err(error) => {
+                let refusal = ClientResponse::Rejected {
+                    code: codes::TOO_LARGE,
+                    message: format!("the response is too large to send: {error}"),
+                }
+                .to_bytes()?;
+                let frame = frame::frame_bytes(&refusal, self.max_frame_bytes)?;
+                self.queue(frame);
+                Err(error.into())
+            }
         }
-        frame::write_frame(&mut self.send, &bytes, self.max_frame_bytes).await?;
-        self.send.finish()?;
-        Ok(())
+    }
+
+    fn queue(self, frame: bytes::Bytes) {
+        let Responder {
+            send,
+            outbox,
+            _request_bytes,
+            ..
+        } = self;
+        // The writer lives as long as the connection's task, which outlives every responder
+        // it made; if it is gone the connection is too, and the answer has nowhere to go.
+        let _ = outbox.send(Outgoing {
+            send,
+            frame,
+            timeout: REQUEST_READ_TIMEOUT,
+        });
     }
 }
 
@@ -108,6 +129,7 @@ pub(crate) struct ClientContext {
 pub(crate) async fn serve_client_connection(ctx: ClientContext, conn: quinn::Connection) {
     let remote = conn.remote_address();
     debug!(%remote, "client connected");
+    let outbox = coalesce::spawn_writer();
     loop {
         let (send, recv) = match conn.accept_bi().await {
             Ok(streams) => streams,
@@ -116,7 +138,13 @@ pub(crate) async fn serve_client_connection(ctx: ClientContext, conn: quinn::Con
                 return;
             }
         };
-        tokio::spawn(handle_request_stream(ctx.clone(), remote, send, recv));
+        tokio::spawn(handle_request_stream(
+            ctx.clone(),
+            remote,
+            send,
+            recv,
+            outbox.clone(),
+        ));
     }
 }
 
@@ -125,11 +153,13 @@ async fn handle_request_stream(
     remote: SocketAddr,
     send: quinn::SendStream,
     mut recv: quinn::RecvStream,
+    outbox: mpsc::UnboundedSender<Outgoing>,
 ) {
     let mut responder = Responder {
         send,
         max_frame_bytes: ctx.max_frame_bytes,
         _request_bytes: None,
+        outbox,
     };
     let read = tokio::time::timeout(
         REQUEST_READ_TIMEOUT,
@@ -242,10 +272,11 @@ async fn read_request(
         .try_acquire_many_owned(header.len)
         .map_err(|_| RequestRead::OverBudget { len: header.len })?;
     responder._request_bytes = Some(permit);
-    frame::read_frame_payload(recv, header)
+    let payload = frame::read_frame_payload(recv, header)
         .await
-        .map(Some)
-        .map_err(RequestRead::Frame)
+        .map_err(RequestRead::Frame)?;
+    frame::read_end(recv).await.map_err(RequestRead::Frame)?;
+    Ok(Some(payload))
 }
 
 async fn answer(responder: Responder, remote: SocketAddr, response: ClientResponse) {

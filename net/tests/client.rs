@@ -394,6 +394,37 @@ async fn concurrent_requests_never_share_a_client_id_in_flight() {
     node.shutdown().await;
 }
 
+/// Both ends read each one-frame stream to its end instead of dropping it early: a stream
+/// dropped unread makes quinn send STOP_SENDING, a datagram per request each way under load.
+#[tokio::test]
+async fn request_streams_are_read_to_the_end_not_stopped() {
+    init_tracing();
+    let ca = ClusterCa::generate("stop").unwrap();
+    let (node, channels) = start(&ca, 1).await;
+    let addr = node.local_addr().unwrap();
+    serve(channels.client_requests, echo);
+    let client = Client::new(&client_identity(&ca), options(vec![addr])).unwrap();
+    for i in 0..20u8 {
+        let answer = client
+            .request(RequestKind::Write, vec![i; 100])
+            .await
+            .unwrap();
+        assert_eq!(answer, vec![i; 100]);
+    }
+    let stats = client.connection_stats(addr).await.unwrap();
+    assert_eq!(
+        stats.frame_tx.stop_sending, 0,
+        "the client stopped answer streams"
+    );
+    assert_eq!(
+        stats.frame_rx.stop_sending, 0,
+        "the node stopped request streams"
+    );
+    assert!(stats.frame_tx.stream >= 20, "{:?}", stats.frame_tx);
+    client.close().await;
+    node.shutdown().await;
+}
+
 /// Durations come from config files and flags: one too long to add to an `Instant` must not
 /// panic the client.
 #[tokio::test]

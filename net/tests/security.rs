@@ -297,11 +297,20 @@ async fn malformed_client_requests_are_answered_and_the_connection_goes_on() {
         body: vec![1],
     };
     let valid = frame::frame_bytes(&valid.to_bytes().unwrap(), 1024).unwrap();
+    // A stream carries one request: a second frame after it is refused, not ignored.
+    let twice = [valid.as_ref(), valid.as_ref()].concat();
+    match exchange(&conn, &twice).await {
+        ClientResponse::Rejected { code, message } => {
+            assert_eq!(code, codes::MALFORMED);
+            assert!(message.contains("only frame"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(
         exchange(&conn, &valid).await,
         ClientResponse::Ok(b"fine".to_vec())
     );
-    assert!(node.stats().frames_rejected >= 3);
+    assert!(node.stats().frames_rejected >= 4);
     conn.close(0u32.into(), b"done");
     endpoint.wait_idle().await;
     node.shutdown().await;

@@ -44,7 +44,7 @@ impl Ks {
 
 /// Largest memtable of a keyspace. fjall's default (64 MiB) makes every insert a deep,
 /// cache-missing skiplist search; that search was most of the apply thread's time under load.
-const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+const MEMTABLE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// One generation of the state: a fjall database in its own directory.
 pub(crate) struct Store {
