@@ -294,7 +294,8 @@ impl TimingConfig {
         Duration::from_millis(self.lease_ms)
     }
 
-    /// Checks the timing: positive, heartbeat < election timeout, lease < election timeout.
+    /// Checks the timing: positive, heartbeat < election timeout, lease plus the clock-drift
+    /// margin < election timeout.
     pub fn validate(&self) -> Result<(), ValidationError> {
         const MAX_MS: u64 = 600_000;
         for (field, value) in [
@@ -335,10 +336,33 @@ impl TimingConfig {
                 "must be greater than election_timeout_min_ms",
             ));
         }
+        if self.lease_ms < self.tick_ms {
+            return Err(ValidationError::new(
+                "timing.lease_ms",
+                "must be at least one tick (tick_ms)",
+            ));
+        }
         if self.lease_ms >= self.election_timeout_min_ms {
             return Err(ValidationError::new(
                 "timing.lease_ms",
                 "must be less than election_timeout_min_ms",
+            ));
+        }
+        // The engine keeps a margin for clock drift between the lease's end and the earliest
+        // election (lease reads stay safe if a follower's clock runs fast): say so here, not
+        // as a refusal when the node starts.
+        let drift_ticks = shoal_engine::core::Config::new(1).clock_drift_ticks;
+        let drift_ms = u64::from(drift_ticks).saturating_mul(self.tick_ms);
+        if self.lease_ms.saturating_add(drift_ms) >= self.election_timeout_min_ms {
+            return Err(ValidationError::new(
+                "timing.lease_ms",
+                format!(
+                    "must leave {drift_ms} ms ({drift_ticks} ticks of tick_ms) for clock drift \
+                     below election_timeout_min_ms: at most {} ms with these settings",
+                    self.election_timeout_min_ms
+                        .saturating_sub(drift_ms)
+                        .saturating_sub(1)
+                ),
             ));
         }
         Ok(())
@@ -796,6 +820,8 @@ mod tests {
                 Box::new(|n| n.timing.election_timeout_max_ms = 500),
             ),
             ("timing.lease_ms", Box::new(|n| n.timing.lease_ms = 5000)),
+            // Below the election timeout, but without the clock-drift margin (10 ticks).
+            ("timing.lease_ms", Box::new(|n| n.timing.lease_ms = 950)),
             (
                 "timing.election_timeout_min_ms",
                 Box::new(|n| n.timing.election_timeout_min_ms = 50),

@@ -366,6 +366,36 @@ mod tests {
         }
     }
 
+    /// Timing that node.toml validation accepts is timing the engine accepts: a node never
+    /// passes `shoal init` and then refuses to start over its lease.
+    #[test]
+    fn accepted_timing_is_accepted_by_the_engine() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut accepted = 0;
+        for tick_ms in [1u64, 7, 10, 25] {
+            for election_timeout_min_ms in [100u64, 333, 1000] {
+                for lease_ms in (1..election_timeout_min_ms).step_by(7) {
+                    let mut node = NodeConfig::new(1, "127.0.0.1:7001");
+                    node.timing.tick_ms = tick_ms;
+                    node.timing.heartbeat_ms = tick_ms.max(election_timeout_min_ms / 10);
+                    node.timing.election_timeout_min_ms = election_timeout_min_ms;
+                    node.timing.election_timeout_max_ms = 2 * election_timeout_min_ms;
+                    node.timing.lease_ms = lease_ms;
+                    if node.validate().is_err() {
+                        continue;
+                    }
+                    accepted += 1;
+                    let engine = builder(&node, tmp.path(), &[1]).validate();
+                    assert!(
+                        engine.is_ok(),
+                        "tick {tick_ms} election {election_timeout_min_ms} lease {lease_ms}: {engine:?}"
+                    );
+                }
+            }
+        }
+        assert!(accepted > 100, "only {accepted} timings accepted");
+    }
+
     #[test]
     fn initial_voters_are_fixed_at_the_first_start() {
         let tmp = tempfile::tempdir().unwrap();
