@@ -198,7 +198,6 @@ impl Client {
         let mut config = tls::quic_client_config(tls::client_client_config(identity)?)?;
         let mut transport = quinn::TransportConfig::default();
         transport.keep_alive_interval(Some(Duration::from_secs(2)));
-        crate::peer::let_mtu_discovery_climb(&mut transport);
         config.transport_config(Arc::new(transport));
         let bind_addr = options.bind_addr.unwrap_or_else(|| {
             let all_loopback = options.addrs.iter().all(|a| a.ip().is_loopback());

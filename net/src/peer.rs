@@ -580,19 +580,7 @@ fn transport_config(config: &PeerTransportConfig) -> Result<quinn::TransportConf
         .keep_alive_interval(Some(config.keep_alive_interval))
         .max_concurrent_uni_streams(VarInt::from_u32(32))
         .max_concurrent_bidi_streams(VarInt::from_u32(256));
-    let_mtu_discovery_climb(&mut transport);
     Ok(transport)
-}
-
-/// Lets QUIC's path-MTU discovery search up to the largest UDP payload rather than quinn's
-/// default of 1452 bytes. On an Ethernet path it still settles at what the path carries (probes
-/// that do not arrive only cost the probe); on loopback, or jumbo frames, a batch of entries or
-/// of answers then goes in a few large datagrams instead of one per 1.4 KB, and each datagram
-/// costs a `sendmsg`, a receive and an AEAD operation.
-pub(crate) fn let_mtu_discovery_climb(transport: &mut quinn::TransportConfig) {
-    let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(u16::MAX);
-    transport.mtu_discovery_config(Some(mtu));
 }
 
 impl PeerTransport {
