@@ -7,6 +7,11 @@
 //! which lets the other ready tasks run first (answers arrive from the apply thread a batch at
 //! a time, requests from many client tasks at once), then writes everything queued in one
 //! go, so the driver packs the frames into as few datagrams as fit.
+//!
+//! The queue is a channel without a bound of its own: it holds at most one frame per open
+//! stream (each stream carries one frame), so the connection's concurrent-stream limit bounds
+//! it (256 bidirectional streams on a node's side; the client's `open_bi` waits at the
+//! node's limit).
 
 use std::future::Future;
 use std::task::Poll;
