@@ -172,3 +172,41 @@ fn client_commands_without_a_cluster_fail_clearly() {
     let out = shoal(&["cart", "--cluster-dir", d]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
 }
+
+/// `cluster up --nodes N` on a directory that already holds a cluster of another size is
+/// refused (exit 2), instead of silently starting the existing members; no node starts.
+#[test]
+fn cluster_up_refuses_another_node_count_for_an_existing_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let d = dir.to_str().unwrap();
+    let out = shoal(&[
+        "init",
+        "--nodes",
+        "3",
+        "--cluster-dir",
+        d,
+        "--base-port",
+        "17101",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = shoal(&[
+        "cluster",
+        "up",
+        "--nodes",
+        "5",
+        "--detach",
+        "--cluster-dir",
+        d,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("already holds a cluster of 3 node(s)") && stderr.contains("--nodes 5"),
+        "{stderr}"
+    );
+    for id in 1..=3 {
+        let logs = dir.join(format!("node-{id}")).join("logs");
+        assert!(!logs.exists(), "node {id} was started");
+    }
+}

@@ -33,12 +33,16 @@ pub enum ClusterCommand {
     Down,
 }
 
+/// Nodes of a cluster that `cluster up` initialises when `--nodes` is not given.
+const DEFAULT_NODES: u64 = 3;
+
 /// Arguments of `shoal cluster up`.
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
-    /// How many nodes, when the cluster directory is initialised now.
-    #[arg(long, default_value_t = 3)]
-    pub nodes: u64,
+    /// How many nodes, when the cluster directory is initialised now [default: 3]. An existing
+    /// cluster keeps its members: asking it for another count is an error.
+    #[arg(long)]
+    pub nodes: Option<u64>,
     /// Start the nodes in the background and return (stop them with `shoal cluster down`).
     #[arg(long)]
     pub detach: bool,
@@ -62,11 +66,23 @@ fn load_or_init(global: &GlobalArgs, args: &UpArgs) -> CliResult<ClusterConfig> 
     let dir = &global.cluster_dir;
     let path = dir.join(CLUSTER_FILE);
     if path.is_file() {
-        return ClusterConfig::load(&path).map_err(|e| CliError::invalid(e.to_string()));
+        let cluster = ClusterConfig::load(&path).map_err(|e| CliError::invalid(e.to_string()))?;
+        let members = cluster.members.len() as u64;
+        if let Some(nodes) = args.nodes
+            && nodes != members
+        {
+            return Err(CliError::invalid(format!(
+                "{} already holds a cluster of {members} node(s); --nodes {nodes} applies only \
+                 to a new cluster directory (drop --nodes, change membership with \
+                 `shoal member add`/`remove`, or use another --cluster-dir)",
+                dir.display()
+            )));
+        }
+        return Ok(cluster);
     }
     let report = layout::init_cluster(&InitOptions {
         dir: dir.clone(),
-        nodes: args.nodes,
+        nodes: args.nodes.unwrap_or(DEFAULT_NODES),
         host: args.host.clone(),
         base_port: args.base_port,
         name: "shoal".into(),
