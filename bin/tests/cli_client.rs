@@ -159,6 +159,7 @@ impl Harness {
             .args(self.tls_args())
             .env_remove("SHOAL_DIR")
             .env_remove("SHOAL_TOKEN")
+            .env_remove("SHOAL_PASSWORD")
             .env_remove("RUST_LOG")
             .kill_on_drop(true);
         for (k, v) in env {
@@ -390,8 +391,37 @@ async fn accounts_sessions_and_constraints() {
         .await
         .ok()
         .json();
-    let token = login["token"].as_str().unwrap().to_owned();
     assert_eq!(login["account_id"].as_u64(), Some(account_id));
+    // The password can come from SHOAL_PASSWORD instead (kept out of the process list).
+    let from_env = h
+        .shoal_env(
+            &["login", "--email", "ada@example.com", "--json"],
+            &[("SHOAL_PASSWORD", "analytical")],
+        )
+        .await
+        .ok()
+        .json();
+    assert_eq!(from_env["account_id"].as_u64(), Some(account_id));
+    h.shoal_env(
+        &["login", "--email", "ada@example.com"],
+        &[("SHOAL_PASSWORD", "wrong")],
+    )
+    .await
+    .fails(5, "invalid email or password");
+    // The last login's token is the saved session.
+    let login = h
+        .shoal(&[
+            "login",
+            "--email",
+            "ada@example.com",
+            "--password",
+            "analytical",
+            "--json",
+        ])
+        .await
+        .ok()
+        .json();
+    let token = login["token"].as_str().unwrap().to_owned();
     let saved = std::fs::read_to_string(h.dir.join(".session")).unwrap();
     assert_eq!(saved.trim(), token);
     #[cfg(unix)]

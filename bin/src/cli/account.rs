@@ -29,8 +29,9 @@ pub struct SignupArgs {
     /// The email (unique).
     #[arg(long)]
     pub email: String,
-    /// The password.
-    #[arg(long)]
+    /// The password; or set SHOAL_PASSWORD, which keeps it out of the process list and shell
+    /// history.
+    #[arg(long, env = "SHOAL_PASSWORD", hide_env_values = true)]
     pub password: String,
     /// Contact number: 7 to 15 digits, optionally after a leading +.
     #[arg(long, allow_hyphen_values = true)]
@@ -58,8 +59,9 @@ pub struct LoginArgs {
     /// The account's email.
     #[arg(long)]
     pub email: String,
-    /// The password.
-    #[arg(long)]
+    /// The password; or set SHOAL_PASSWORD, which keeps it out of the process list and shell
+    /// history.
+    #[arg(long, env = "SHOAL_PASSWORD", hide_env_values = true)]
     pub password: String,
 }
 
