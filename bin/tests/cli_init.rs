@@ -17,21 +17,27 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-#[test]
-fn init_writes_the_cluster_directory() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("cluster");
-    let d = dir.to_str().unwrap();
+/// `shoal init --nodes 3` into `dir`, ports from `base_port`; asserts it succeeded.
+fn init_three(dir: &str, base_port: &str) -> Output {
     let out = shoal(&[
         "init",
         "--nodes",
         "3",
         "--cluster-dir",
-        d,
+        dir,
         "--base-port",
-        "17001",
+        base_port,
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    out
+}
+
+#[test]
+fn init_writes_the_cluster_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let d = dir.to_str().unwrap();
+    let out = init_three(d, "17001");
     assert!(text(&out.stdout).contains("3 node(s)"));
     for file in [
         "cluster.toml",
@@ -180,16 +186,7 @@ fn cluster_up_refuses_another_node_count_for_an_existing_cluster() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cluster");
     let d = dir.to_str().unwrap();
-    let out = shoal(&[
-        "init",
-        "--nodes",
-        "3",
-        "--cluster-dir",
-        d,
-        "--base-port",
-        "17101",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    init_three(d, "17101");
     let out = shoal(&[
         "cluster",
         "up",
