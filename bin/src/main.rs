@@ -7,7 +7,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// mimalloc instead of glibc's malloc: entries are allocated on the network threads and freed
-/// on the apply thread, and glibc's cross-thread frees were a fifth of the apply thread's time
+/// on the apply thread, and glibc's `free` was nearly a third of the apply thread's time
 /// (docs/PERFORMANCE.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -44,6 +44,8 @@ impl Ks {
 
 /// Largest memtable of a keyspace. fjall's default (64 MiB) makes every insert a deep,
 /// cache-missing skiplist search; that search was most of the apply thread's time under load.
+/// fjall records a keyspace's options when it creates it, so a state directory made before
+/// this setting keeps 64 MiB until its next generation (a restored snapshot).
 const MEMTABLE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// One generation of the state: a fjall database in its own directory.
