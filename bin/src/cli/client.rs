@@ -16,7 +16,7 @@ use shoal_shop::{Action, Auth, Query, Request, Response};
 
 use super::output::Output;
 use super::{CliError, CliResult, Consistency, GlobalArgs};
-use crate::api::{AdminBody, AdminReply, ReadBody, WriteBody};
+use crate::api::{AdminBody, AdminReply, NodeStatus, ReadBody, WriteBody};
 use crate::config::{CLUSTER_FILE, ClusterConfig, resolve};
 use crate::layout::{CA_CERT_FILE, CLIENT_CERT_FILE, CLIENT_KEY_FILE, SESSION_FILE};
 
@@ -199,6 +199,23 @@ impl Connection {
     pub fn admin(&self, body: AdminBody) -> CliResult<AdminReply> {
         let bytes = self.request(RequestKind::Admin, body.to_bytes())?;
         AdminReply::from_bytes(&bytes).map_err(|e| CliError::io(e.to_string()))
+    }
+
+    /// Each target's status by node id (0 when the target has no id), `None` where the node
+    /// did not answer.
+    pub fn statuses_of(&self, targets: &[Target]) -> Vec<(u64, Option<NodeStatus>)> {
+        let results = self.admin_each(targets, &AdminBody::Status);
+        targets
+            .iter()
+            .zip(results)
+            .map(|(target, result)| {
+                let status = match result {
+                    Ok(AdminReply::Status(status)) => Some(status),
+                    _ => None,
+                };
+                (target.id.unwrap_or(0), status)
+            })
+            .collect()
     }
 
     /// Sends an admin request to each of `targets` (no redirects), at most

@@ -26,7 +26,7 @@ use shoal_shop::{
 
 use super::client::{Connection, connect};
 use super::{CliError, CliResult, Consistency, GlobalArgs};
-use crate::api::{AdminBody, AdminReply, NodeRole, NodeStatus, WriteBody};
+use crate::api::{NodeRole, NodeStatus, WriteBody};
 use crate::config::{NODE_FILE, NodeConfig};
 use crate::layout::{self, InitOptions};
 use crate::node::process::{self, Signal};
@@ -426,18 +426,7 @@ impl Tour {
             .filter(|t| t.id.is_some_and(|id| ids.contains(&id)))
             .cloned()
             .collect();
-        let results = self.conn.admin_each(&targets, &AdminBody::Status);
-        targets
-            .iter()
-            .zip(results)
-            .map(|(t, r)| {
-                let status = match r {
-                    Ok(AdminReply::Status(s)) => Some(s),
-                    _ => None,
-                };
-                (t.id.unwrap_or(0), status)
-            })
-            .collect()
+        self.conn.statuses_of(&targets)
     }
 
     /// Waits until one node among `among` leads and the others know it; returns (id, term).

@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shoal::api::{AdminBody, AdminReply, NodeStatus};
+use shoal::api::NodeStatus;
 use shoal::cli::client::Connection;
 use shoal::cli::{Consistency, GlobalArgs};
 use shoal::config::NodeConfig;
@@ -456,18 +456,7 @@ impl Cluster {
     /// Every node's status asked in-process (None: unreachable), by id.
     pub fn statuses(&self, conn: &Connection) -> BTreeMap<u64, Option<NodeStatus>> {
         let targets = conn.targets().to_vec();
-        let results = conn.admin_each(&targets, &AdminBody::Status);
-        targets
-            .iter()
-            .zip(results)
-            .map(|(t, r)| {
-                let status = match r {
-                    Ok(AdminReply::Status(s)) => Some(s),
-                    _ => None,
-                };
-                (t.id.unwrap_or(0), status)
-            })
-            .collect()
+        conn.statuses_of(&targets).into_iter().collect()
     }
 
     /// The ids of the node processes this harness runs.
